@@ -1,0 +1,245 @@
+"""Sapha's entry point: settings from the environment, and the one place where everything is wired together.
+
+``python server.py [--host H] [--port P]`` serves the API, the WebSocket and SSE endpoints and the viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from archive.api import ArchiveAPI, ok
+from archive.openapi import openapi_document
+from archive.recorder import Recorder
+from archive.store import Store
+from archive.store_sqlite import SqliteStore
+from broadcast.broker import Broker
+from broadcast.broker_memory import MemoryBroker
+from broadcast.errors import JSONUnicodeResponse, json_error
+from broadcast.hub import Hub
+from broadcast.metrics import Metrics
+from broadcast.sse import EventStream
+from broadcast.ws import ABORT_KEY, EventSocket, SocketLimits
+
+log = logging.getLogger("sapha")
+
+ROOT = Path(__file__).resolve().parent
+STATIC = ROOT / "static"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    redis_prefix: str = "sapha"
+    database_url: str = "sqlite:///var/sapha.db"
+    operator_token: str = ""
+    history_size: int = 10_000
+    ws_outbox: int = 1000
+    ws_ping_interval: float = 20.0
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("HOST", cls.host),
+            port=int(env.get("PORT", cls.port)),
+            redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("REDIS_PREFIX", cls.redis_prefix),
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            operator_token=env.get("OPERATOR_TOKEN", ""),
+            history_size=int(env.get("HISTORY_SIZE", cls.history_size)),
+            ws_outbox=int(env.get("WS_OUTBOX", cls.ws_outbox)),
+            ws_ping_interval=float(env.get("WS_PING_INTERVAL", cls.ws_ping_interval)),
+            log_level=env.get("LOG_LEVEL", cls.log_level),
+        )
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.redis_url:
+        from broadcast.broker_redis import RedisBroker
+
+        return RedisBroker(settings.redis_url, prefix=settings.redis_prefix, history_size=settings.history_size)
+    return MemoryBroker(history_size=settings.history_size)
+
+
+def make_store(settings: Settings) -> Store:
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("DATABASE_URL: the PostgreSQL store is not available yet; use sqlite:///path/to/file.db")
+    raise SystemExit(f"DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:...)")
+
+
+class AbortableTransport:
+    """Expose the connection's ``transport.abort`` to WebSocket handlers.
+
+    A client that stops reading keeps its TCP window shut, and neither data nor a close frame can reach it; the
+    only way to free the connection is to abort it. ASGI has no such call, so under uvicorn (whose ``send`` is a
+    bound method of the protocol) we take it from there; elsewhere the handler falls back to a normal close.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope = {**scope, "extensions": {**(scope.get("extensions") or {}), ABORT_KEY: transport.abort}}
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, *, broker: Broker | None = None, store: Store | None = None) -> Starlette:
+    """Build the app. Tests pass their own broker or store; everything else comes from ``settings``."""
+    metrics = Metrics()
+    hub = Hub(broker or make_broker(settings))
+    store = store or make_store(settings)
+    recorder = Recorder(store, hub, metrics)
+    token = settings.operator_token or secrets.token_urlsafe(24)
+    api = ArchiveAPI(store, recorder, hub, token)
+    socket = EventSocket(hub, metrics, SocketLimits(outbox=settings.ws_outbox))
+    sse = EventStream(hub, metrics, outbox_limit=settings.ws_outbox)
+    op = api.operator
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.close()
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        broker_ok = await hub.broker.healthy()
+        body = {"broker": "ok" if broker_ok else "down", "subscriptions": hub.subscription_count}
+        if not broker_ok:
+            return JSONUnicodeResponse({"ok": False, "status": 503, "error": "broker down", **body}, 503)
+        return ok(body)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def openapi(request: Request) -> Response:
+        return JSONUnicodeResponse(openapi_document())
+
+    async def index_page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def watch_page(request: Request) -> Response:
+        if await store.get_sitting(request.path_params["sitting_id"]) is None:
+            return FileResponse(STATIC / "404.html", status_code=404)
+        return FileResponse(STATIC / "watch.html")
+
+    routes = [
+        Route("/", index_page),
+        Route("/watch/{sitting_id}", watch_page),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi),
+        Route("/api/sittings", api.list_sittings, methods=["GET"]),
+        Route("/api/sittings", op(api.create_sitting), methods=["POST"]),
+        Route("/api/sittings/{sitting_id}", api.get_sitting, methods=["GET"]),
+        Route("/api/sittings/{sitting_id}/transcript", api.transcript, methods=["GET"]),
+        Route("/api/sittings/{sitting_id}/status", op(api.set_status), methods=["POST"]),
+        Route("/api/sittings/{sitting_id}/agenda", op(api.set_agenda), methods=["POST"]),
+        Route("/api/sittings/{sitting_id}/votes", op(api.record_vote), methods=["POST"]),
+        Route("/api/sittings/{sitting_id}/speaker", op(api.set_speaker), methods=["POST"]),
+        Route("/api/bills/{bill_id}", api.get_bill, methods=["GET"]),
+        Route("/api/bills/{bill_id}", op(api.set_bill), methods=["POST"]),
+        Route("/api/channels/{channel}/events", sse.handle, methods=["GET"]),
+        WebSocketRoute("/ws", socket.handle),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        return json_error(status, getattr(exc, "detail", "internal error"))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return json_error(500, "internal error")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.settings = settings
+    app.state.hub = hub
+    app.state.store = store
+    app.state.recorder = recorder
+    app.state.metrics = metrics
+    app.state.operator_token = token
+    app.state.token_generated = not settings.operator_token
+    return app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="server.py", description="Run the Sapha live-sitting service.")
+    parser.add_argument("--host", help="interface to bind (default: $HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: $PORT or 8000)")
+    return parser.parse_args(argv)
+
+
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        AbortableTransport(app),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        ws_max_size=64 * 1024,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    args = parse_args(argv)
+    env_settings = Settings.from_env()
+    settings = Settings(
+        **{
+            **env_settings.__dict__,
+            "host": args.host or env_settings.host,
+            "port": args.port or env_settings.port,
+        }
+    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    if app.state.token_generated:
+        # Printed once to the console, never logged: whoever started the server is the operator.
+        print(f"OPERATOR_TOKEN not set; this run's operator token is: {app.state.operator_token}", file=sys.stderr)
+    uvicorn.Server(uvicorn_config(app, settings)).run()
+
+
+if __name__ == "__main__":
+    main()
