@@ -115,11 +115,13 @@ class Recorder:
             bill_id = cur.agenda_item.bill_id
         agenda_id = cur.agenda_item.id if cur.agenda_item else None
         vote = await self.store.add_vote(sitting_id, motion, yes, no, abstain, absent, result, bill_id, agenda_id)
-        event = await self._publish(ev.sitting_channel(sitting_id), ev.VOTE_RESULT, vote.to_dict())
+        # The row's seq is the event's own, so the event data leaves it out rather than carry a stale null.
+        data = {k: v for k, v in vote.to_dict().items() if k != "seq"}
+        event = await self._publish(ev.sitting_channel(sitting_id), ev.VOTE_RESULT, data)
         await self.store.set_vote_seq(vote.id, event.seq)
         vote = replace(vote, seq=event.seq)
         if bill_id is not None:
-            await self._publish(ev.bill_channel(bill_id), ev.VOTE_RESULT, vote.to_dict())
+            await self._publish(ev.bill_channel(bill_id), ev.VOTE_RESULT, data)
         return vote, event
 
     async def caption_partial(self, sitting_id: str, segment_id: str, text: str, start: float, end: float) -> Event:
