@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint bench-fanout bench-captions clean browser
+.PHONY: install run test lint bench-fanout bench-captions clean system-deps
 
 install: $(STAMP)
 
@@ -17,16 +17,22 @@ $(STAMP): pyproject.toml
 	$(PY) -c "from transcribe.model import ensure_default_model; ensure_default_model()"
 	touch $(STAMP)
 
-# Debian's chromium for the browser tests; Playwright never downloads a browser of its own here.
-browser:
-	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && \
-		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-thai-tlwg) \
-		>/dev/null || echo "chromium could not be installed: browser tests will be skipped")
+# Debian's chromium (and Thai fonts) for the browser tests, since Playwright never downloads a browser of its own
+# here; redis-server so the tests can start a private Redis where none answers on 6379.
+APT_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium fonts-thai-tlwg) $(if $(shell command -v redis-server),,redis-server)
+system-deps:
+	@if [ -n "$(strip $(APT_PACKAGES))" ]; then \
+		if command -v apt-get >/dev/null; then \
+			echo "installing $(strip $(APT_PACKAGES))"; \
+			(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)) >/dev/null \
+			|| echo "could not install $(strip $(APT_PACKAGES)): tests that need them will be skipped"; \
+		else echo "no apt-get: install $(strip $(APT_PACKAGES)) yourself"; fi; \
+	fi
 
 run: install
 	$(PY) server.py --demo
 
-test: install browser
+test: install system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -32,9 +32,14 @@ async def _publish(running: Running, n: int, text: str = "ข้อความ"
     return seqs
 
 
-@pytest.fixture
-async def running(tmp_path: Path):
-    async with serve(test_settings(tmp_path, ws_outbox=64)) as r:
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def running(request: pytest.FixtureRequest, tmp_path: Path):
+    """The real server, on the in-process bus and behind a real Redis."""
+    overrides: dict[str, object] = {"ws_outbox": 64}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+        overrides["redis_prefix"] = request.getfixturevalue("redis_prefix")
+    async with serve(test_settings(tmp_path, **overrides)) as r:
         yield r
 
 
