@@ -147,7 +147,10 @@ class Hub:
             outbox.put(reply.frame())
             return reply
 
-        events, position, first = await self.broker.history(sub.channel, since, self._history_page)
+        # Pages never exceed half the outbox, and each waits for room, so a replay longer than the outbox is paced
+        # to the client's reading speed instead of overflowing it.
+        page = max(1, min(self._history_page, outbox.limit // 2))
+        events, position, first = await self.broker.history(sub.channel, since, page)
         same_epoch = epoch is None or epoch == position.epoch
         recovered = same_epoch and first - 1 <= since <= position.seq
         reply = Subscribed(sub.channel, recovered, position)
@@ -159,15 +162,15 @@ class Hub:
             return reply
         sub.seq = since
         while events:
-            await outbox.drained(max(1, outbox.limit // 2))
+            await outbox.drained(outbox.limit - len(events) + 1)
             if outbox.overflowed or outbox.closed:
                 break
             for event in events:
                 sub.seq = event.seq
                 outbox.put(event)
-            if len(events) < self._history_page:
+            if len(events) < page:
                 break
-            events, _, _ = await self.broker.history(sub.channel, sub.seq, self._history_page)
+            events, _, _ = await self.broker.history(sub.channel, sub.seq, page)
         return reply
 
     async def unsubscribe(self, sub: Subscription) -> None:

@@ -24,7 +24,8 @@ RETRY_MS = 2000
 
 
 def _since(request: Request) -> int | None:
-    raw = request.query_params.get("since") or request.headers.get("last-event-id")
+    # Last-Event-ID wins: EventSource reconnects to its original URL, so ?since= there is stale after the first drop.
+    raw = request.headers.get("last-event-id") or request.query_params.get("since")
     if raw is None or raw == "":
         return None
     if not raw.isdigit():

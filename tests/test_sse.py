@@ -57,6 +57,19 @@ async def test_sse_resumes_from_since_or_last_event_id(running: Running, how: st
     assert json.loads(got[0]["data"])["data"]["text"] == "ประโยค 2"
 
 
+async def test_last_event_id_wins_over_a_stale_since(running: Running):
+    """EventSource reconnects to its first URL; its Last-Event-ID, not the URL's since, sets the position."""
+    hub = running.app.state.hub
+    for i in range(5):
+        await hub.publish(CHANNEL, "caption.final", {"text": f"ประโยค {i}"})
+    async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+        async with client.stream(
+            "GET", f"/api/channels/{CHANNEL}/events", params={"since": "1"}, headers={"Last-Event-ID": "4"}
+        ) as r:
+            got = await _read_events(r.aiter_lines(), 1)
+    assert got[0]["id"] == "5"
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [("/api/channels/nonsense/events", {}), (f"/api/channels/{CHANNEL}/events", {"since": "abc"})],

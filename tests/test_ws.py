@@ -69,6 +69,15 @@ async def test_resume_with_since_has_no_gap_and_no_duplicate(running: Running):
         assert await _recv(ws) == {"op": "pong"}
 
 
+async def test_a_replay_longer_than_the_outbox_is_paced_not_cut(running: Running):
+    """Resuming 300 events behind with a 64-event outbox delivers all of them, paced to the reader."""
+    await _publish(running, 300)
+    async with websockets.connect(running.ws_url) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channel": CHANNEL, "since": 0}))
+        assert (await _recv(ws))["recovered"] is True
+        assert [(await _recv(ws))["seq"] for _ in range(300)] == list(range(1, 301))
+
+
 async def test_resume_from_another_epoch_is_not_recovered(running: Running):
     """A position from a lost history (other epoch) is answered with recovered: false and no replay."""
     await _publish(running, 2)
