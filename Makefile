@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -c "from transcribe.model import ensure_default_model; ensure_default_model()"
+	$(PY) -c "from transcribe.model import ModelSettings, resolve_model_dir; print(resolve_model_dir(ModelSettings.from_env()))"
 	touch $(STAMP)
 
 # Debian's chromium (and Thai fonts) for the browser tests, since Playwright never downloads a browser of its own

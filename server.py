@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ from broadcast.hub import Hub
 from broadcast.metrics import Metrics
 from broadcast.sse import EventStream
 from broadcast.ws import ABORT_KEY, EventSocket, SocketLimits
+from stream.demo import prepare_demo_sitting, run_demo_script
+from stream.demo_media import DEMO_AUDIO
+from stream.feed import LiveFeed
+from stream.source import AudioSource
+from transcribe.caption import Caption
+from transcribe.engine import CaptionEngine
+from transcribe.model import ModelError, ModelSettings, SharedModel, load_model
 
 log = logging.getLogger("sapha")
 
@@ -55,7 +63,7 @@ class Settings:
     ws_outbox: int = 1000
     ws_ping_interval: float = 20.0
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
+    whisper_language: str = "th"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,7 +79,20 @@ class Settings:
             ws_outbox=int(env.get("WS_OUTBOX", cls.ws_outbox)),
             ws_ping_interval=float(env.get("WS_PING_INTERVAL", cls.ws_ping_interval)),
             log_level=env.get("LOG_LEVEL", cls.log_level),
+            whisper_language=env.get("WHISPER_LANGUAGE", cls.whisper_language),
         )
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """A live feed to start with the server: where the audio comes from and which sitting it belongs to."""
+
+    source: str
+    sitting_id: str | None = None
+    title: str | None = None
+    loop: bool = False
+    realtime: bool = True
+    demo: bool = False
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -110,8 +131,50 @@ class AbortableTransport:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, *, broker: Broker | None = None, store: Store | None = None) -> Starlette:
-    """Build the app. Tests pass their own broker or store; everything else comes from ``settings``."""
+async def _feed_sitting(recorder: Recorder, spec: FeedSpec) -> str:
+    """The sitting a feed captions: the demo's, an existing one, or a new one created for it."""
+    if spec.demo:
+        return await prepare_demo_sitting(recorder)
+    if spec.sitting_id and await recorder.store.get_sitting(spec.sitting_id) is not None:
+        return spec.sitting_id
+    sitting_id = spec.sitting_id or f"feed-{secrets.token_hex(3)}"
+    await recorder.create_sitting(sitting_id, spec.title or f"การประชุม {sitting_id}", "senate")
+    return sitting_id
+
+
+async def _start_feeds(
+    specs: Sequence[FeedSpec], recorder: Recorder, metrics: Metrics, model: SharedModel, language: str
+) -> tuple[list[LiveFeed], list[asyncio.Task[None]]]:
+    feeds: list[LiveFeed] = []
+    tasks: list[asyncio.Task[None]] = []
+    for spec in specs:
+        sitting_id = await _feed_sitting(recorder, spec)
+        prefix = f"{secrets.token_hex(3)}-"
+
+        def make_engine(on_caption: Callable[[Caption], Awaitable[None]], prefix: str = prefix) -> CaptionEngine:
+            return CaptionEngine(model, language=language, on_caption=on_caption, segment_prefix=prefix)
+
+        source = AudioSource(spec.source, realtime=spec.realtime, loop=spec.loop)
+        feed = LiveFeed(sitting_id, source, make_engine, recorder, metrics, adjourn_at_end=not spec.loop)
+        feeds.append(feed)
+        tasks.append(asyncio.create_task(feed.run(), name=f"feed:{sitting_id}"))
+        if spec.demo:
+            tasks.append(asyncio.create_task(run_demo_script(recorder, sitting_id), name="demo-script"))
+    return feeds, tasks
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: Broker | None = None,
+    store: Store | None = None,
+    feeds: Sequence[FeedSpec] = (),
+    model: SharedModel | None = None,
+) -> Starlette:
+    """Build the app. Tests pass their own broker, store or model; everything else comes from ``settings``.
+
+    The whisper model is loaded once, at start-up, and only when there are feeds to caption.
+    """
     metrics = Metrics()
     hub = Hub(broker or make_broker(settings))
     store = store or make_store(settings)
@@ -122,19 +185,37 @@ def create_app(settings: Settings, *, broker: Broker | None = None, store: Store
     sse = EventStream(hub, metrics, outbox_limit=settings.ws_outbox)
     op = api.operator
 
+    running: list[LiveFeed] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         await hub.start()
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if feeds:
+                try:
+                    shared = model or await asyncio.to_thread(load_model, ModelSettings.from_env())
+                except ModelError as exc:
+                    log.error("%s", exc)
+                    raise
+                started, tasks = await _start_feeds(feeds, recorder, metrics, shared, settings.whisper_language)
+                running.extend(started)
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await hub.close()
             await store.close()
 
     async def healthz(request: Request) -> Response:
         broker_ok = await hub.broker.healthy()
-        body = {"broker": "ok" if broker_ok else "down", "subscriptions": hub.subscription_count}
+        body = {
+            "broker": "ok" if broker_ok else "down",
+            "subscriptions": hub.subscription_count,
+            "feeds": [feed.state.to_dict() for feed in running],
+        }
         if not broker_ok:
             return JSONUnicodeResponse({"ok": False, "status": 503, "error": "broker down", **body}, 503)
         return ok(body)
@@ -201,7 +282,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="server.py", description="Run the Sapha live-sitting service.")
     parser.add_argument("--host", help="interface to bind (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $PORT or 8000)")
-    return parser.parse_args(argv)
+    parser.add_argument("--source", help="caption a live feed: a file path or any FFmpeg URL (rtsp://, https://…m3u8)")
+    parser.add_argument("--sitting", help="the sitting id the --source belongs to (created when missing)")
+    parser.add_argument("--title", help="title for a sitting that --source creates")
+    parser.add_argument("--loop", action="store_true", help="replay a file --source forever, as if live")
+    parser.add_argument(
+        "--no-realtime", action="store_true", help="read a file --source as fast as possible instead of at 1x"
+    )
+    parser.add_argument("--demo", action="store_true", help="start the demo sitting (bundled Thai speech, looped)")
+    args = parser.parse_args(argv)
+    if args.demo and args.source:
+        parser.error("--demo and --source cannot be combined")
+    if (args.sitting or args.loop or args.title or args.no_realtime) and not args.source:
+        parser.error("--sitting, --title, --loop and --no-realtime need --source")
+    return args
+
+
+def feeds_from_args(args: argparse.Namespace) -> list[FeedSpec]:
+    if args.demo:
+        return [FeedSpec(str(DEMO_AUDIO), loop=True, demo=True)]
+    if args.source:
+        return [FeedSpec(args.source, args.sitting, args.title, args.loop, not args.no_realtime)]
+    return []
 
 
 def uvicorn_config(app: Any, settings: Settings) -> Any:
@@ -234,10 +336,12 @@ def main(argv: list[str] | None = None) -> None:
         }
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    app = create_app(settings, feeds=feeds_from_args(args))
     if app.state.token_generated:
         # Printed once to the console, never logged: whoever started the server is the operator.
         print(f"OPERATOR_TOKEN not set; this run's operator token is: {app.state.operator_token}", file=sys.stderr)
+    if args.demo:
+        print(f"Demo sitting: http://{settings.host}:{settings.port}/watch/demo", file=sys.stderr)
     uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
