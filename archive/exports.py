@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from archive.models import Segment, Sitting
-from archive.thai import normalize, wrap_lines
+from archive.thai import join_pieces, normalize, wrap_lines
 
 LINE_WIDTH = 42
 LINES_PER_CUE = 2
@@ -35,9 +35,9 @@ def to_json(sitting: Sitting, segments: Iterable[Segment]) -> dict[str, Any]:
 
 
 def to_text(sitting: Sitting, segments: Iterable[Segment]) -> str:
-    """A readable transcript: one '[HH:MM:SS] text' line per segment, in media order."""
+    """A readable transcript: one '[HH:MM:SS] text' line per utterance, in media order."""
     lines: list[str] = []
-    for segment in _ordered(segments):
+    for segment in utterances(segments):
         text = normalize(segment.text)
         if text:
             lines.append(f"[{_clock(max(segment.start_ms, 0))}] {text}")
@@ -70,7 +70,7 @@ def to_srt(sitting: Sitting, segments: Iterable[Segment]) -> str:
 def cues(segments: Iterable[Segment]) -> list[Cue]:
     """Segments in media order as caption cues, long ones split with time shared by length."""
     result: list[Cue] = []
-    for segment in _ordered(segments):
+    for segment in utterances(segments):
         lines = wrap_lines(segment.text, LINE_WIDTH)
         if not lines:
             continue
@@ -110,6 +110,24 @@ def _split_times(start: int, end: int, weights: Sequence[int]) -> list[int]:
 
 def _ordered(segments: Iterable[Segment]) -> list[Segment]:
     return sorted(segments, key=lambda s: (s.start_ms, s.id))
+
+
+def utterances(segments: Iterable[Segment]) -> list[Segment]:
+    """Segments in media order with the final pieces of each live utterance joined into one.
+
+    The live engine commits an utterance in several pieces so viewers see words quickly; a transcript reads
+    better, and its cues time better, with each utterance whole. The merged segment keeps the first piece's id.
+    """
+    merged: list[Segment] = []
+    for segment in _ordered(segments):
+        last = merged[-1] if merged else None
+        if last is not None and segment.utterance_id is not None and segment.utterance_id == last.utterance_id:
+            merged[-1] = replace(
+                last, text=join_pieces(last.text, segment.text), end_ms=max(last.end_ms, segment.end_ms)
+            )
+        else:
+            merged.append(segment)
+    return merged
 
 
 def _clock(ms: int) -> str:

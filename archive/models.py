@@ -71,6 +71,8 @@ class Segment:
     agenda_item_id: int | None
     speaker_id: int | None
     revision: int
+    # The live utterance this piece belongs to (the caption events' segment_id); None for imported text.
+    utterance_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

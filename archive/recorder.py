@@ -140,6 +140,7 @@ class Recorder:
             text,
             cur.agenda_item.id if cur.agenda_item else None,
             cur.speaker.id if cur.speaker else None,
+            utterance_id=segment_id,
         )
         data = {
             "segment_id": segment_id,

@@ -79,8 +79,9 @@ class Store(Protocol):
         text: str,
         agenda_item_id: int | None = None,
         speaker_id: int | None = None,
+        utterance_id: str | None = None,
     ) -> Segment:
-        """Revision 1, seq None, wall_time now."""
+        """Revision 1, seq None, wall_time now. ``utterance_id`` groups the final pieces of one utterance."""
         ...
 
     async def set_segment_seq(self, segment_id: int, seq: int) -> None: ...

@@ -98,6 +98,11 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX votes_sitting ON votes (sitting_id, id);
     """,
+    # The live utterance a caption piece belongs to: finals of one utterance arrive as several pieces, and
+    # readers (transcripts, the viewer) join them back into one.
+    """
+    ALTER TABLE segments ADD COLUMN utterance_id TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -163,6 +168,7 @@ def _segment(row: sqlite3.Row) -> Segment:
         agenda_item_id=row["agenda_item_id"],
         speaker_id=row["speaker_id"],
         revision=row["revision"],
+        utterance_id=row["utterance_id"],
     )
 
 
@@ -461,16 +467,16 @@ class SqliteStore:
         text: str,
         agenda_item_id: int | None = None,
         speaker_id: int | None = None,
+        utterance_id: str | None = None,
     ) -> Segment:
         text = normalize(text)
 
         def work(conn: sqlite3.Connection) -> Segment:
             _require_sitting(conn, sitting_id)
             row = conn.execute(
-                "INSERT INTO segments"
-                " (sitting_id, start_ms, end_ms, wall_time, text, agenda_item_id, speaker_id, revision)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1) RETURNING *",
-                (sitting_id, int(start_ms), int(end_ms), utc_now(), text, agenda_item_id, speaker_id),
+                "INSERT INTO segments (sitting_id, start_ms, end_ms, wall_time, text, agenda_item_id, speaker_id,"
+                " revision, utterance_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING *",
+                (sitting_id, int(start_ms), int(end_ms), utc_now(), text, agenda_item_id, speaker_id, utterance_id),
             ).fetchone()
             return _segment(row)
 

@@ -62,3 +62,19 @@ def wrap_lines(text: str, width: int = 42) -> list[str]:
     if line:
         lines.append(line)
     return lines
+
+
+def _is_thai(ch: str) -> bool:
+    return "\u0e00" <= ch <= "\u0e7f"
+
+
+def join_pieces(left: str, right: str) -> str:
+    """Join two caption pieces of one utterance as a reader expects: Thai runs join, other text gets a space.
+
+    Thai writes words without spaces, so only a boundary with a non-Thai side (or punctuation) needs care.
+    """
+    if not left or not right:
+        return left or right
+    if (_is_thai(left[-1]) and _is_thai(right[0])) or not right[0].isalnum():
+        return left + right
+    return f"{left} {right}"

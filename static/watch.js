@@ -224,6 +224,11 @@ function addFinal({ archiveId, segmentId, seq, start, end, text }) {
     el("a", { class: "caption-time", href: anchor, title: `ลิงก์ไปยังเวลา ${clock(start)} ของการประชุม`, text: clock(start) }),
     el("span", { class: "caption-text", text }),
   );
+  // Pieces of one utterance continue the same paragraph visually, yet each keeps its own link to its moment.
+  const previous = list.lastElementChild;
+  if (item.dataset.segmentId && previous && previous.dataset.segmentId === item.dataset.segmentId) {
+    item.classList.add("cont");
+  }
   list.append(item);
   finals.set(archiveId, item);
   return true;
@@ -318,7 +323,7 @@ function renderAll(state, transcript) {
   for (const segment of transcript.segments || []) {
     addFinal({
       archiveId: segment.id,
-      segmentId: null,
+      segmentId: segment.utterance_id ?? null,
       seq: segment.seq,
       start: segment.start_ms / 1000,
       end: segment.end_ms / 1000,

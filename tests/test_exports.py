@@ -271,3 +271,31 @@ def test_segment_dict_is_json_ready() -> None:
     data = replace(_segment(1, 0, 10, "x"), seq=None).to_dict()
     assert data["start_ms"] == 0 and data["end_ms"] == 10 and data["seq"] is None
     assert data["wall_time"].endswith("Z")
+
+
+def test_pieces_of_one_utterance_are_joined_in_text_and_cues():
+    """Final pieces sharing an utterance id read as one line (Thai joined without a space) and one cue."""
+    from archive.exports import utterances
+
+    sitting = Sitting("s", "t", "senate", "live", None, "2026-01-01T00:00:00.000Z", None, None)
+
+    def piece(id: int, start: int, end: int, text: str, utterance: str | None) -> Segment:
+        return Segment(id, "s", id, start, end, "2026-01-01T00:00:00.000Z", text, None, None, 1, utterance)
+
+    segments = [
+        piece(1, 1000, 1400, "มัน", "u1"),
+        piece(2, 1400, 3000, "เป็นเรื่องที่ดี", "u1"),
+        piece(3, 3000, 4000, "ask not", "u2"),
+        piece(4, 4000, 5000, "what your country", "u2"),
+        piece(5, 6000, 7000, "แยก", None),
+        piece(6, 7000, 8000, "กัน", None),
+    ]
+    merged = utterances(segments)
+    assert [(s.id, s.text, s.start_ms, s.end_ms) for s in merged] == [
+        (1, "มันเป็นเรื่องที่ดี", 1000, 3000),
+        (3, "ask not what your country", 3000, 5000),
+        (5, "แยก", 6000, 7000),
+        (6, "กัน", 7000, 8000),
+    ]
+    assert to_text(sitting, segments).splitlines()[0] == "[00:00:01] มันเป็นเรื่องที่ดี"
+    assert "00:00:01.000 --> 00:00:03.000\nมันเป็นเรื่องที่ดี" in to_webvtt(sitting, segments)

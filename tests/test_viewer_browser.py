@@ -178,6 +178,21 @@ async def test_watch_page_loads_the_transcript_and_links_each_final_to_its_media
     assert await final_texts(page) == [*lines, "ต่อไปเป็นเรื่องด่วน"]
 
 
+async def test_pieces_of_one_utterance_read_as_one(running: Running, page: Page):
+    """Later final pieces of the same utterance are marked as continuations, live and from the transcript alike."""
+    sid = await create_sitting(running, "senate-pieces")
+    recorder = running.app.state.recorder
+    await recorder.caption_final(sid, "u1", "มัน", 1.0, 1.4)
+    await recorder.caption_final(sid, "u1", "เป็นเรื่องที่ดี", 1.4, 3.0)
+    await open_watch(page, running, sid)
+    await recorder.caption_final(sid, "u2", "เราจะออก", 5.0, 6.0)
+    await recorder.caption_final(sid, "u2", "นอกเมือง", 6.0, 7.0)
+    items = page.locator("#captions .caption.final")
+    await expect(items).to_have_count(4)
+    classes = await items.evaluate_all("els => els.map(e => e.classList.contains('cont'))")
+    assert classes == [False, True, False, True]
+
+
 AT_BOTTOM = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 2"
 
 
