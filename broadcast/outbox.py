@@ -8,7 +8,6 @@ client then resumes with ``since`` and loses nothing.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +23,11 @@ class Outbox:
         self.limit = limit
         self.overflowed = False
         self.closed = False
-        self._items: deque[Frame] = deque()
-        self._ready = asyncio.Event()
-        self._on_overflow = on_overflow
+        # A plain list and a future made only while someone waits: thousands of these live at once, and an
+        # asyncio.Event per connection costs both memory and a wake-up per event.
+        self._items: list[Frame] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.on_overflow = on_overflow
 
     def __len__(self) -> int:
         return len(self._items)
@@ -38,7 +39,7 @@ class Outbox:
             self.overflow()
             return
         self._items.append(frame)
-        self._ready.set()
+        self._wake()
 
     def overflow(self) -> None:
         if self.overflowed:
@@ -46,23 +47,29 @@ class Outbox:
         self.overflowed = True
         # Nothing queued will be sent any more, so there is no point holding on to it.
         self._items.clear()
-        self._ready.set()
-        if self._on_overflow is not None:
-            self._on_overflow()
+        self._wake()
+        if self.on_overflow is not None:
+            self.on_overflow()
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def take(self) -> list[Frame]:
         """Wait for frames and return all queued ones; an empty list means the outbox is overflowed or closed."""
         while not self._items:
             if self.overflowed or self.closed:
                 return []
-            self._ready.clear()
-            await self._ready.wait()
-        items = list(self._items)
-        self._items.clear()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
         return items
 
     async def drained(self, below: int) -> None:

@@ -26,7 +26,7 @@ from broadcast.outbox import Frame, Outbox
 
 log = logging.getLogger(__name__)
 
-# Set by server.AbortableTransport: the only way to drop a peer whose TCP window is shut, since a close frame
+# Set by server.ServerEntry: the only way to drop a peer whose TCP window is shut, since a close frame
 # queued behind megabytes it will never read is never delivered.
 ABORT_KEY = "sapha.abort"
 
@@ -83,33 +83,33 @@ class EventSocket:
 
     async def handle(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        slow = asyncio.Event()
-        outbox = Outbox(self.limits.outbox, on_overflow=slow.set)
         subs: dict[str, Subscription] = {}
         gauge = self.metrics.clients_connected.labels("ws")
         gauge.inc()
+        outbox = Outbox(self.limits.outbox)
         writer = asyncio.create_task(self._write(websocket, outbox))
+        # An overflowing client is cut at once, even while its writer is stuck sending to a shut TCP window.
+        outbox.on_overflow = writer.cancel
         reader = asyncio.create_task(self._read(websocket, outbox, subs))
-        overflow = asyncio.create_task(slow.wait())
         close_code: int | None = None
         try:
-            done, _ = await asyncio.wait({writer, reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            if overflow in done:
+            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if outbox.overflowed:
                 self.metrics.slow_consumers.inc()
                 close_code = closecodes.SLOW_CONSUMER
             elif reader in done and reader.exception() is None:
                 close_code = reader.result()
-            elif reader in done or writer in done:
+            else:
                 task = reader if reader in done else writer
-                exc = task.exception()
+                exc = None if task.cancelled() else task.exception()
                 if exc is not None and not _is_disconnect(exc):
                     log.error("websocket handler failed", exc_info=exc)
                     close_code = closecodes.INTERNAL_ERROR
         finally:
             outbox.close()
-            for task in (writer, reader, overflow):
+            for task in (writer, reader):
                 task.cancel()
-            for task in (writer, reader, overflow):
+            for task in (writer, reader):
                 with contextlib.suppress(BaseException):
                     await task
             for sub in subs.values():
