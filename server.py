@@ -42,12 +42,19 @@ from broadcast.ws import ABORT_KEY, EventSocket, SocketLimits
 from stream.demo import prepare_demo_sitting, run_demo_script
 from stream.demo_media import DEMO_AUDIO
 from stream.feed import LiveFeed
+from stream.hls import HlsWriter
+from stream.hls_http import HlsFiles
 from stream.source import AudioSource
+from stream.titlecard import TitleCard
+from stream.webrtc import WebRtcGateway
+from stream.whip import WhipAudioSource
 from transcribe.caption import Caption
 from transcribe.engine import CaptionEngine
 from transcribe.model import ModelError, ModelSettings, SharedModel, load_model
 
 log = logging.getLogger("sapha")
+
+OnCaption = Callable[[Caption], Awaitable[None]]
 
 ROOT = Path(__file__).resolve().parent
 STATIC = ROOT / "static"
@@ -66,6 +73,8 @@ class Settings:
     ws_ping_interval: float = 20.0
     log_level: str = "info"
     whisper_language: str = "th"
+    hls_dir: str = "var/hls"
+    whep_max_viewers: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +91,8 @@ class Settings:
             ws_ping_interval=float(env.get("WS_PING_INTERVAL", cls.ws_ping_interval)),
             log_level=env.get("LOG_LEVEL", cls.log_level),
             whisper_language=env.get("WHISPER_LANGUAGE", cls.whisper_language),
+            hls_dir=env.get("HLS_DIR", cls.hls_dir),
+            whep_max_viewers=int(env.get("WHEP_MAX_VIEWERS", cls.whep_max_viewers)),
         )
 
 
@@ -150,19 +161,35 @@ async def _feed_sitting(recorder: Recorder, spec: FeedSpec) -> str:
     return sitting_id
 
 
+def _engine_factory(model: SharedModel, language: str) -> Callable[[OnCaption], CaptionEngine]:
+    """Engines for one feed; a per-feed prefix keeps caption segment ids unique across runs of a sitting."""
+    prefix = f"{secrets.token_hex(3)}-"
+
+    def make_engine(on_caption: OnCaption) -> CaptionEngine:
+        return CaptionEngine(model, language=language, on_caption=on_caption, segment_prefix=prefix)
+
+    return make_engine
+
+
 async def _start_feeds(
-    specs: Sequence[FeedSpec], recorder: Recorder, metrics: Metrics, model: SharedModel, language: str
+    specs: Sequence[FeedSpec],
+    recorder: Recorder,
+    metrics: Metrics,
+    model: SharedModel,
+    language: str,
+    hls_root: Path,
 ) -> tuple[list[LiveFeed], list[asyncio.Task[None]]]:
     feeds: list[LiveFeed] = []
     tasks: list[asyncio.Task[None]] = []
     for spec in specs:
         sitting_id = await _feed_sitting(recorder, spec)
-        prefix = f"{secrets.token_hex(3)}-"
+        make_engine = _engine_factory(model, language)
 
-        def make_engine(on_caption: Callable[[Caption], Awaitable[None]], prefix: str = prefix) -> CaptionEngine:
-            return CaptionEngine(model, language=language, on_caption=on_caption, segment_prefix=prefix)
-
-        source = AudioSource(spec.source, realtime=spec.realtime, loop=spec.loop)
+        sitting = await recorder.store.get_sitting(sitting_id)
+        title = sitting.title if sitting else sitting_id
+        # Audio-only feeds (the demo, a microphone) get a title card as their picture.
+        hls = HlsWriter(hls_root / sitting_id, picture=TitleCard(title))
+        source = AudioSource(spec.source, realtime=spec.realtime, loop=spec.loop, hls=hls)
         feed = LiveFeed(sitting_id, source, make_engine, recorder, metrics, adjourn_at_end=not spec.loop)
         feeds.append(feed)
         tasks.append(asyncio.create_task(feed.run(), name=f"feed:{sitting_id}"))
@@ -191,9 +218,53 @@ def create_app(
     api = ArchiveAPI(store, recorder, hub, token)
     socket = EventSocket(hub, metrics, SocketLimits(outbox=settings.ws_outbox))
     sse = EventStream(hub, metrics, outbox_limit=settings.ws_outbox)
+    hls_root = Path(settings.hls_dir)
+    hls_files = HlsFiles(hls_root)
     op = api.operator
 
     running: list[LiveFeed] = []
+    # Loaded at start-up when there are feeds, else when the first WHIP publisher needs captions; once either way.
+    loaded: list[SharedModel] = [model] if model is not None else []
+    model_lock = asyncio.Lock()
+
+    async def shared_model() -> SharedModel:
+        async with model_lock:
+            if not loaded:
+                loaded.append(await asyncio.to_thread(load_model, ModelSettings.from_env()))
+            return loaded[0]
+
+    def whip_hls(sitting_id: str, video: bool) -> HlsWriter:
+        writer = HlsWriter(hls_root / sitting_id)
+        writer.begin_input(video=video, audio=True)
+        return writer
+
+    async def caption_whip(sitting_id: str, audio: WhipAudioSource) -> None:
+        try:
+            shared = await shared_model()
+        except ModelError as exc:
+            log.error("sitting %s: WHIP audio will not be captioned: %s", sitting_id, exc)
+            return
+        feed = LiveFeed(
+            sitting_id,
+            audio,
+            _engine_factory(shared, settings.whisper_language),
+            recorder,
+            metrics,
+            adjourn_at_end=False,
+        )
+        running.append(feed)
+        try:
+            await feed.run()
+        finally:
+            running.remove(feed)
+
+    webrtc = WebRtcGateway(
+        store,
+        operator_auth=api.authorised,
+        on_publish=caption_whip,
+        media_sink=whip_hls,
+        max_viewers=settings.whep_max_viewers,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -203,14 +274,18 @@ def create_app(
         try:
             if feeds:
                 try:
-                    shared = model or await asyncio.to_thread(load_model, ModelSettings.from_env())
+                    shared = await shared_model()
                 except ModelError as exc:
                     log.error("%s", exc)
                     raise
-                started, tasks = await _start_feeds(feeds, recorder, metrics, shared, settings.whisper_language)
+                started, tasks = await _start_feeds(
+                    feeds, recorder, metrics, shared, settings.whisper_language, hls_root
+                )
                 running.extend(started)
             yield
         finally:
+            # WebRTC first, so captions of a publisher still connected are flushed while the store is open.
+            await webrtc.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -259,7 +334,9 @@ def create_app(
         Route("/api/bills/{bill_id}", api.get_bill, methods=["GET"]),
         Route("/api/bills/{bill_id}", op(api.set_bill), methods=["POST"]),
         Route("/api/channels/{channel}/events", sse.handle, methods=["GET"]),
+        Route("/live/{sitting_id}/{name:path}", hls_files.handle, methods=["GET"]),
         WebSocketRoute("/ws", socket.handle),
+        *webrtc.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -278,6 +355,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.socket = socket
+    app.state.webrtc = webrtc
     app.state.hub = hub
     app.state.store = store
     app.state.recorder = recorder

@@ -118,7 +118,8 @@ class ArchiveAPI:
 
     # ---- operating -----------------------------------------------------------------------------------------
 
-    def _authorised(self, request: Request) -> bool:
+    def authorised(self, request: Request) -> bool:
+        """Whether the request carries the operator token (constant-time comparison)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._token)
@@ -127,7 +128,7 @@ class ArchiveAPI:
         """Wrap an operator handler: token first, then one mapping from domain errors to HTTP answers."""
 
         async def guarded(request: Request) -> Response:
-            if not self._authorised(request):
+            if not self.authorised(request):
                 return json_error(401, "operator token required: Authorization: Bearer <OPERATOR_TOKEN>")
             try:
                 return await handler(request)

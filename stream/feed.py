@@ -21,6 +21,7 @@ import numpy as np
 from archive.recorder import Recorder
 from archive.thai import words
 from broadcast.metrics import Metrics
+from stream.hls import CaptionHorizon
 from stream.source import AudioSource, SourceError, SourceGap
 from transcribe.caption import Caption
 from transcribe.engine import EngineStats
@@ -111,6 +112,9 @@ class LiveFeed:
         self._engine = make_engine(self._on_caption)
         self._vocabulary: list[str] = []
         self._behind = False
+        # The source's HLS writer, if any, gets the final captions for its WebVTT rendition.
+        self._hls = source.hls
+        self._horizon = CaptionHorizon()
 
     async def _on_caption(self, caption: Caption) -> None:
         if caption.kind == "final":
@@ -121,6 +125,10 @@ class LiveFeed:
             await self.recorder.caption_partial(
                 self.sitting_id, caption.segment_id, caption.text, caption.start, caption.end
             )
+        if self._hls is not None:
+            self._horizon.observe(caption)
+            if caption.kind == "final":
+                self._hls.add_caption(caption.start, caption.end, caption.text)
         latency = self._clock.latency(caption.end)
         if latency is not None:
             self.metrics.caption_latency.labels(caption.kind).observe(max(latency, 0.0))
@@ -142,6 +150,14 @@ class LiveFeed:
     async def run(self) -> None:
         """Run until the source ends (or forever, for live and looping sources). Never raises SourceError."""
         try:
+            await self._run()
+        finally:
+            if self._hls is not None:
+                # The sitting's HLS ends with the feed: its playlists are closed and kept as the recording.
+                await asyncio.shield(self._hls.aclose())
+
+    async def _run(self) -> None:
+        try:
             await self.source.probe()
         except SourceError as exc:
             await self._fail(str(exc))
@@ -156,7 +172,10 @@ class LiveFeed:
                 self._clock.mark(item.end)
                 await self._sync_vocabulary()
                 await self._engine.feed(item.samples, item.start)
-                await self._report(self._engine.stats())
+                stats = self._engine.stats()
+                await self._report(stats)
+                if self._hls is not None:
+                    self._hls.captions_final_until(self._horizon.until(item.end - stats.lag_s))
             await self._engine.close()
             self.state.state = "ended"
             if self.adjourn_at_end:

@@ -18,17 +18,22 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from av.audio.stream import AudioStream
 from av.container import InputContainer
+from av.stream import Disposition, Stream
 
 from stream.backoff import backoff_delay
 from stream.chunker import Chunker
 from stream.errors import SourceError, no_audio_error, open_error, read_error
 from stream.resample import SAMPLE_RATE, MonoResampler
 from stream.uri import is_network_uri, redact_uri
+
+if TYPE_CHECKING:
+    from stream.hls import HlsWriter
 
 __all__ = [
     "SAMPLE_RATE",
@@ -52,6 +57,9 @@ _PUT_POLL_SECONDS = 0.1
 # How long a finished iteration waits for its decoder thread to wind down. Past this the thread is left to
 # end by itself (a network read only gives up at its timeout); once stopped it sends nothing more.
 _STOP_GRACE_SECONDS = 2.0
+# A file played as live that also feeds HLS is read at most this far ahead of the wall clock, so the HLS writer
+# gets it at live pace (its video backlog is sized for that) instead of ten seconds of pictures in one burst.
+_HLS_LEAD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -165,11 +173,16 @@ class _Outage:
 class _Feed:
     """The decoding half of one iteration, run on a worker thread: open, decode, resample, chunk, reconnect."""
 
-    def __init__(self, settings: _Settings, outbox: _Outbox, stop: threading.Event) -> None:
+    def __init__(self, settings: _Settings, outbox: _Outbox, stop: threading.Event, hls: _HlsTap | None = None) -> None:
         self._s = settings
         self._out = outbox
         self._stop = stop
+        self._hls = hls
         self._chunker = Chunker(settings.chunk_samples)
+        # Media time at the end of all audio decoded so far (the chunker's clock plus what it still buffers):
+        # where a reopened input's first sample lands.
+        self._pushed = 0
+        self._skipped = 0.0
         self._resampler = MonoResampler()
         self._rng = random.Random()
         self._got_audio = False  # whether the current connection has produced audio yet
@@ -241,9 +254,14 @@ class _Feed:
 
     def _pump(self, container: InputContainer, stream: AudioStream) -> None:
         """Decode until the input ends, noting in ``_got_audio`` whether any audio came out (even if it fails)."""
-        for packet in container.demux(stream):
+        hls = self._hls
+        video = hls.open(container, stream, self._media_end()) if hls is not None else []
+        for packet in container.demux(stream, *video):
             if self._stop.is_set():
                 raise _Stopped
+            if hls is not None and packet.stream_index != stream.index:
+                hls.video_packet(packet)
+                continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -252,9 +270,20 @@ class _Feed:
             for frame in frames:
                 for samples in self._resampler.convert(frame):
                     self._got_audio = self._got_audio or samples.size > 0
-                    self._send(self._chunker.push(samples))
+                    self._push(samples)
+                if hls is not None:
+                    hls.audio_frame(frame)
+            if hls is not None:
+                hls.audio_packet(packet)  # after decoding: the HLS writer takes the packet over
         for samples in self._resampler.flush():
-            self._send(self._chunker.push(samples))
+            self._push(samples)
+
+    def _push(self, samples: np.ndarray) -> None:
+        self._pushed += samples.size
+        self._send(self._chunker.push(samples))
+
+    def _media_end(self) -> float:
+        return self._skipped + self._pushed / SAMPLE_RATE
 
     def _send(self, chunks: list[tuple[float, np.ndarray]]) -> None:
         for start, samples in chunks:
@@ -262,7 +291,7 @@ class _Feed:
 
     def _flush(self) -> None:
         for samples in self._resampler.flush():
-            self._send(self._chunker.push(samples))
+            self._push(samples)
         rest = self._chunker.flush()
         if rest is not None:
             self._send([rest])
@@ -277,12 +306,91 @@ class _Feed:
         # Media time follows the wall clock through an outage, so captions stay aligned with a recording.
         skipped = time.monotonic() - outage.since
         self._chunker.skip(skipped)
+        self._skipped += max(0.0, skipped)
         self._out.put(SourceGap(reason=outage.reason, at=outage.at, duration=skipped))
 
     def _back_off(self, failures: int, reason: str) -> None:
         delay = backoff_delay(failures, base=self._s.min_backoff, cap=self._s.max_backoff, rng=self._rng)
         log.warning("audio source %s: %s; reconnecting in %.3g s", self._shown, reason, delay)
         if self._stop.wait(delay):
+            raise _Stopped
+
+
+class _HlsTap:
+    """The decoder thread's hand-off to an ``HlsWriter``: packets HLS carries as they are, decoded frames otherwise.
+
+    Timestamps are moved onto the feed's media time: a connection's first audio sample is where the audio clock
+    stood when it opened, so HLS, captions and chunks share one clock across loops and reconnects.
+    """
+
+    def __init__(self, writer: HlsWriter, *, block: bool, pace: bool, stop: threading.Event) -> None:
+        self._writer = writer
+        self._block = block  # a file read faster than real time waits for the writer rather than dropping video
+        self._pace = pace
+        self._stop = stop
+        self._shift = 0.0  # media time minus input time, for the current connection
+        self._remux_video = False
+        self._remux_audio = False
+        self._anchor: tuple[float, float] | None = None  # (monotonic time, media time) pacing counts from
+
+    def open(self, container: InputContainer, audio: AudioStream, media_start: float) -> list[Stream]:
+        """A new connection (or loop) of the input; returns the video stream to demux too, if there is one."""
+        # Cover art in a music file is a one-picture "video" stream: an audio-only source for HLS purposes.
+        video = next((s for s in container.streams.video if not s.disposition & Disposition.attached_pic), None)
+        self._remux_video = video is not None and self._writer.can_remux(video)
+        self._remux_audio = self._writer.can_remux(audio)
+        if audio.start_time is not None:
+            origin = float(audio.start_time * audio.time_base)
+        else:
+            origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        self._shift = media_start - origin
+        self._writer.begin_input(
+            video=video if self._remux_video or video is None else True,
+            audio=audio if self._remux_audio else True,
+            block=self._block,
+        )
+        return [video] if video is not None else []
+
+    def video_packet(self, packet: av.Packet) -> None:
+        if self._remux_video:
+            self._wait_for(packet)
+            self._writer.add_packet(packet, self._shift, block=self._block)
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            return  # a corrupt picture costs a frame of video, never the audio
+        for frame in frames:
+            if frame.time is not None:
+                t = frame.time + self._shift
+                self._wait_until(t)
+                self._writer.add_video_frame(frame, t, block=self._block)
+
+    def audio_packet(self, packet: av.Packet) -> None:
+        if self._remux_audio:
+            self._wait_for(packet)
+            self._writer.add_packet(packet, self._shift, block=self._block)
+
+    def audio_frame(self, frame: av.AudioFrame) -> None:
+        if not self._remux_audio and frame.time is not None:
+            t = frame.time + self._shift
+            self._wait_until(t)
+            self._writer.add_audio_frame(frame, t, block=self._block)
+
+    def _wait_for(self, packet: av.Packet) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and packet.time_base is not None:
+            self._wait_until(float(stamp * packet.time_base) + self._shift)
+
+    def _wait_until(self, t: float) -> None:
+        if not self._pace:
+            return
+        now = time.monotonic()
+        if self._anchor is None:
+            self._anchor = (now, t)
+        wall, media = self._anchor
+        delay = wall + (t - media) - _HLS_LEAD_SECONDS - now
+        if delay > 0 and self._stop.wait(delay):
             raise _Stopped
 
 
@@ -332,6 +440,11 @@ class AudioSource:
     lets the network buffers fill: the server then drops or stalls the connection, which is reported as a
     ``SourceGap`` and reconnected like any other outage, so lost audio is always announced, never silent.
 
+    ``hls``: the same demux pass also feeds this writer (H.264/AAC packets remuxed, anything else decoded and
+    re-encoded), on the same media-time clock as the chunks. A file played ``realtime`` is then read at most
+    ``_HLS_LEAD_SECONDS`` ahead of the wall clock; one read as fast as possible waits for the writer. The source
+    never closes the writer: its owner does, when the feed ends.
+
     One iteration runs at a time; ``stop()`` ends it (and any later one).
     """
 
@@ -346,6 +459,7 @@ class AudioSource:
         min_backoff: float = 1.0,
         max_backoff: float = 30.0,
         open_timeout: float = 10.0,
+        hls: HlsWriter | None = None,
     ) -> None:
         if not chunk_seconds > 0:
             raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
@@ -364,6 +478,7 @@ class AudioSource:
             read_timeout=max(open_timeout, _READ_TIMEOUT_FLOOR),
         )
         self._realtime = realtime
+        self._hls = hls
         self._queue_size = max(2, math.ceil(_QUEUE_SECONDS / chunk_seconds))
         self._stopped = threading.Event()
         self._run: _Run | None = None
@@ -376,6 +491,11 @@ class AudioSource:
     @property
     def reconnect(self) -> bool:
         return self._settings.reconnect
+
+    @property
+    def hls(self) -> HlsWriter | None:
+        """The HLS writer this source also feeds, if any (its owner closes it)."""
+        return self._hls
 
     async def probe(self) -> None:
         """Open the source once and check it has an audio stream; raises ``SourceError`` if not."""
@@ -399,7 +519,12 @@ class AudioSource:
         loop = asyncio.get_running_loop()
         run = _Run(loop=loop, queue=asyncio.Queue(maxsize=self._queue_size), stop=threading.Event())
         finished = asyncio.Event()
-        feed = _Feed(self._settings, _Outbox(loop, run.queue, run.stop), run.stop)
+        tap = None
+        if self._hls is not None:
+            # Files read as fast as possible wait for the writer; anything live drops video rather than fall behind.
+            pace = self._realtime and not is_network_uri(self._settings.uri)
+            tap = _HlsTap(self._hls, block=not self._realtime, pace=pace, stop=run.stop)
+        feed = _Feed(self._settings, _Outbox(loop, run.queue, run.stop), run.stop, tap)
         thread = threading.Thread(
             target=_run_then(feed.run, lambda: loop.call_soon_threadsafe(finished.set)),
             name=f"audio-source {self.uri}",

@@ -20,7 +20,7 @@ def test_every_http_route_is_in_the_api_doc(tmp_path: Path):
     app = create_app(test_settings(tmp_path))
     for route in app.routes:
         path = getattr(route, "path", "")
-        if path.startswith(("/api/", "/healthz", "/metrics", "/openapi.json", "/ws")):
+        if path.startswith(("/api/", "/healthz", "/metrics", "/openapi.json", "/ws", "/live/", "/whip/", "/whep/")):
             for method in sorted(getattr(route, "methods", None) or {"GET"}):
                 if method == "HEAD":
                     continue
