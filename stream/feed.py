@@ -128,7 +128,7 @@ class LiveFeed:
         if self._hls is not None:
             self._horizon.observe(caption)
             if caption.kind == "final":
-                self._hls.add_caption(caption.start, caption.end, caption.text)
+                self._hls.add_caption(caption.start, caption.end, caption.text, caption.segment_id)
         latency = self._clock.latency(caption.end)
         if latency is not None:
             self.metrics.caption_latency.labels(caption.kind).observe(max(latency, 0.0))

@@ -345,7 +345,7 @@ class _HlsTap:
             origin = container.start_time / av.time_base if container.start_time is not None else 0.0
         self._shift = media_start - origin
         self._writer.begin_input(
-            video=video if self._remux_video or video is None else True,
+            video=video if self._remux_video else video is not None,
             audio=audio if self._remux_audio else True,
             block=self._block,
         )

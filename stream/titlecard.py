@@ -83,7 +83,8 @@ class TitleCard:
         self.title = title if self.thai or _is_latin(title) else fallback_title
         self._title_font = self._font(height // 12)
         self._clock_font = self._font(height // 14)
-        self._background = self._draw_background()
+        # Drawn on first use, on the HLS writer's thread: breaking a Thai title into words loads a dictionary.
+        self._background: Image.Image | None = None
         self._key: tuple[str, str] | None = None
         self._frame: av.VideoFrame | None = None
         self.renders = 0
@@ -107,6 +108,8 @@ class TitleCard:
         return self._frame
 
     def _render(self, local: str, elapsed: str) -> av.VideoFrame:
+        if self._background is None:
+            self._background = self._draw_background()
         image = self._background.copy()
         draw = ImageDraw.Draw(image)
         if self.thai:

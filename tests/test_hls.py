@@ -17,6 +17,8 @@ import av
 import httpx
 import numpy as np
 import pytest
+from playwright.async_api import Route as BrowserRoute
+from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -35,6 +37,8 @@ from transcribe.engine import EngineStats
 
 SOURCE_SECONDS = 6.0
 SOURCE_FPS = 25
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
 
 # ---- media made for the tests ------------------------------------------------------------------------------------
 
@@ -514,6 +518,44 @@ async def test_caption_segments_wait_for_final_captions_then_hold_each_cue_where
     assert cues[3] == [VttCue(7.0, 7.5, "สาม")]
 
 
+async def test_pieces_of_one_utterance_roll_up_into_one_growing_cue(tmp_path: Path) -> None:
+    """Each final piece of an utterance is shown with the pieces before it, its last two lines, as live TV does."""
+    writer = HlsWriter(tmp_path / "s8", picture=small_card())
+    writer.begin_input(video=False, audio=True)
+    for n in range(2 * 16_000 // 1024 + 1):
+        writer.add_audio_frame(audio_frame(n * 1024), n * 1024 / 16_000, block=True)
+    pieces = [(0.2, 0.6, "ขอบคุณ"), (0.6, 1.2, "ท่านประธาน"), (1.2, 1.9, "ที่ให้โอกาสกระผมได้อภิปรายในร่างพระราชบัญญัติฉบับนี้")]
+    for start, end, text in pieces:
+        writer.add_caption(start, end, text, utterance="u1")
+    writer.add_caption(1.9, 2.0, "Hello", utterance="u2")
+    await writer.aclose()
+    first = read_media(writer.subtitle_playlist).entries[0]
+    _, cues = parse_vtt((writer.out_dir / first.uri).read_text(encoding="utf-8"))
+    assert [c.text for c in cues] == [
+        "ขอบคุณ",
+        "ขอบคุณท่านประธาน",
+        "ขอบคุณท่านประธานที่ให้โอกาสกระผมได้อภิปรายในร่างพระราชบัญญัติฉบับนี้",  # two lines, joined by the parser
+        "Hello",
+    ]
+
+
+async def test_an_input_that_resumes_after_an_outage_starts_a_discontinuity(tmp_path: Path) -> None:
+    """Audio that comes back 7 s later (a reconnect) starts a new segment marked EXT-X-DISCONTINUITY, dated 7 s on."""
+    writer = HlsWriter(tmp_path / "s7", picture=small_card())
+    for offset in (0.0, 10.0):
+        writer.begin_input(video=False, audio=True)
+        for n in range(3 * 16_000 // 1024):
+            writer.add_audio_frame(audio_frame(n * 1024), offset + n * 1024 / 16_000, block=True)
+    await writer.aclose()
+    playlist = read_media(writer.media_playlist)
+    jumps = [index for index, entry in enumerate(playlist.entries) if entry.discontinuity]
+    assert len(jumps) == 1 and 0 < jumps[0] < len(playlist.entries)
+    before, after = playlist.entries[jumps[0] - 1], playlist.entries[jumps[0]]
+    gap = (after.date - before.date).total_seconds() - before.duration
+    assert gap == pytest.approx(7.0, abs=0.1)  # audio stopped at 2.94 s (the last card frame ran to 3.0 s)
+    assert_plays_in_order(writer.out_dir, playlist)
+
+
 class GatedCard(TitleCard):
     """A title card whose first picture waits for the test: it holds the writer's worker still."""
 
@@ -700,3 +742,73 @@ def test_the_title_card_falls_back_to_latin_text_without_a_thai_font(tmp_path: P
     card = TitleCard("การประชุมวุฒิสภา", width=320, height=180, font_dir=tmp_path)
     assert not card.thai and card.title == FALLBACK_TITLE
     assert card.frame(5.0, datetime.fromisoformat("2024-05-01T03:00:00+00:00")).width == 320
+
+
+# ---- a real player ------------------------------------------------------------------------------------------------
+
+PLAYER_PAGE = """<!doctype html><meta charset="utf-8"><video id="v" muted playsinline></video>
+<script src="/hls.min.js"></script>
+<script>
+  const video = document.getElementById("v");
+  const hls = new Hls();
+  window.errors = [];
+  // Only fatal errors count: a busy test machine may stall the buffer for a moment, which hls.js recovers from.
+  hls.on(Hls.Events.ERROR, (_, data) => data.fatal && window.errors.push(data.details));
+  hls.loadSource(location.hash.slice(1));
+  hls.attachMedia(video);
+  video.playbackRate = 2;
+  video.play();
+</script>"""
+
+PLAYER_STATE = """() => {
+  const video = document.getElementById("v");
+  const track = video.textTracks[0];
+  return {
+    ended: video.ended,
+    start: video.buffered.length ? video.buffered.start(0) : null,
+    track: track && {label: track.label, language: track.language, mode: track.mode},
+    cues: track && track.cues ? [...track.cues].map(c => [c.startTime, c.endTime, c.text]) : [],
+    errors: window.errors,
+  };
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+async def test_hls_js_in_chromium_plays_the_sitting_with_thai_captions_in_sync(remuxed: Remuxed) -> None:
+    """hls.js, embedded on another origin, plays the recording to the end with the Thai track on and cues in sync."""
+    files = hls_client(remuxed.directory.parent)
+    player = (ROOT / "static" / "vendor" / "hls.js" / "hls.min.js").read_bytes()
+
+    async def serve(route: BrowserRoute) -> None:
+        url = route.request.url
+        if url.startswith("http://sapha.test/"):
+            response = await files.get(url)
+            await route.fulfill(status=response.status_code, headers=dict(response.headers), body=response.content)
+        elif url.endswith("/hls.min.js"):
+            await route.fulfill(body=player, content_type="text/javascript")
+        else:
+            await route.fulfill(body=PLAYER_PAGE, content_type="text/html; charset=utf-8")
+
+    async with files, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            page = await browser.new_page()
+            await page.route("**/*", serve)
+            await page.goto(f"http://embed.test/#http://sapha.test/live/{remuxed.directory.name}/index.m3u8")
+            await page.wait_for_function("() => document.getElementById('v').ended", timeout=60_000)
+            state = await page.evaluate(PLAYER_STATE)
+        finally:
+            await browser.close()
+    assert state["errors"] == []
+    assert state["track"] == {"label": "ไทย", "language": "th", "mode": "showing"}
+    # The player's timeline starts where the first picture is; a cue must sit where its media time says.
+    cues = sorted((start - state["start"], end - state["start"], text) for start, end, text in state["cues"])
+    assert [text for _, _, text in cues] == ["ท่านประธานที่เคารพ", "ขอเสนอญัตติ"]  # the repeated cue shown once
+    assert [(start, end) for start, end, _ in cues] == [
+        pytest.approx((0.5, 1.5), abs=0.03),
+        pytest.approx((3.5, 4.5), abs=0.03),
+    ]

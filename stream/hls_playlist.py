@@ -1,0 +1,144 @@
+"""The text ``stream.hls`` publishes, rendered by pure functions from records of what has been written: media
+playlists (of .ts or, for the captions, .vtt segments), the master playlist with its Thai SUBTITLES rendition, and
+WebVTT caption segments with cue times in media time; plus ``_write_atomically``, which puts such a file in place
+so that readers never see half of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from archive.exports import cues as caption_cues
+from archive.models import Segment as TranscriptPiece
+from stream.hls_clock import MPEGTS_HZ, TIMESTAMP_MAP
+
+SUBTITLE_NAME = "ไทย"
+
+
+# ---- records ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cue:
+    start: float
+    end: float
+    text: str
+    utterance: str | None = None
+
+
+@dataclass(frozen=True)
+class _Segment:
+    seq: int
+    name: str
+    start: int  # media ticks
+    duration: int  # ticks
+    discontinuity: bool
+    date: str  # EXT-X-PROGRAM-DATE-TIME
+    size: int  # bytes
+    closed_at: float  # time.monotonic() when it was written
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+    def vtt_name(self) -> str:
+        return self.name.removesuffix(".ts") + ".vtt"
+
+
+@dataclass(frozen=True)
+class _Variant:
+    codecs: str
+    resolution: tuple[int, int] | None
+
+
+# ---- playlists and WebVTT (pure) --------------------------------------------------------------------------------
+
+
+def target_duration(longest: float) -> int:
+    """EXT-X-TARGETDURATION for segments up to ``longest`` seconds long."""
+    # RFC 8216: every EXTINF, rounded to the nearest integer, must be at most the target duration.
+    return max(1, math.floor(longest + 0.5))
+
+
+def render_media_playlist(
+    segments: Sequence[_Segment], *, target: int, ended: bool, discontinuities_before: int, subtitles: bool = False
+) -> str:
+    """A media playlist listing ``segments`` (their .ts, or with ``subtitles`` their .vtt)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}"]
+    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{segments[0].seq if segments else 0}")
+    if discontinuities_before:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities_before}")
+    for segment in segments:
+        if segment.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{segment.date}")
+        lines.append(f"#EXTINF:{segment.duration / MPEGTS_HZ:.3f},")
+        lines.append(segment.vtt_name() if subtitles else segment.name)
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def render_master_playlist(
+    variant: _Variant, *, bandwidth: int, average: int, media_uri: str, subtitles_uri: str
+) -> str:
+    """The master playlist: one variant, with the captions as a default WebVTT SUBTITLES rendition."""
+    subs = (
+        f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="{SUBTITLE_NAME}",LANGUAGE="th",'
+        f'DEFAULT=YES,AUTOSELECT=YES,FORCED=NO,URI="{subtitles_uri}"'
+    )
+    attributes = [f"BANDWIDTH={bandwidth}", f"AVERAGE-BANDWIDTH={average}", f'CODECS="{variant.codecs}"']
+    if variant.resolution is not None:
+        attributes.append(f"RESOLUTION={variant.resolution[0]}x{variant.resolution[1]}")
+    attributes += ['SUBTITLES="subs"', "CLOSED-CAPTIONS=NONE"]
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS", subs]
+    lines += ["#EXT-X-STREAM-INF:" + ",".join(attributes), media_uri]
+    return "\n".join(lines) + "\n"
+
+
+def _vtt_time(ms: int) -> str:
+    seconds = ms // 1000
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{ms % 1000:03d}"
+
+
+def render_vtt(captions: Iterable[_Cue]) -> str:
+    """A WebVTT segment: cue times are media time, mapped onto the MPEG-TS clock by ``TIMESTAMP_MAP``."""
+    pieces = [
+        TranscriptPiece(
+            id=n,
+            sitting_id="",
+            seq=None,
+            start_ms=round(c.start * 1000),
+            end_ms=round(c.end * 1000),
+            wall_time="",
+            text=c.text,
+            agenda_item_id=None,
+            speaker_id=None,
+            revision=0,
+        )
+        for n, c in enumerate(captions)
+    ]
+    blocks = [f"WEBVTT\n{TIMESTAMP_MAP}"]
+    for cue in caption_cues(pieces):
+        text = "\n".join(line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in cue.lines)
+        blocks.append(f"{_vtt_time(cue.start_ms)} --> {_vtt_time(cue.end_ms)}\n{text}")
+    # A blank line after every block, the last too: parsers that read segments back to back (FFmpeg's) would
+    # otherwise take the next segment's header for more text of this segment's last cue.
+    return "".join(block + "\n\n" for block in blocks)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # Readers (the HTTP handler, a CDN) must never see half a playlist.
+    part = path.with_name(path.name + ".tmp")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
+
+
+def _date(epoch: float, media_ticks: int) -> str:
+    moment = datetime.fromtimestamp(epoch + media_ticks / MPEGTS_HZ, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
