@@ -234,7 +234,8 @@ def create_app(
             return loaded[0]
 
     def whip_hls(sitting_id: str, video: bool) -> HlsWriter:
-        writer = HlsWriter(hls_root / sitting_id)
+        # A publisher that sends sound only (a microphone) still gets a picture for HLS viewers.
+        writer = HlsWriter(hls_root / sitting_id, picture=TitleCard(sitting_id))
         writer.begin_input(video=video, audio=True)
         return writer
 
@@ -317,9 +318,16 @@ def create_app(
             return FileResponse(STATIC / "404.html", status_code=404)
         return FileResponse(STATIC / "watch.html")
 
+    async def embed_page(request: Request) -> Response:
+        # No X-Frame-Options or frame-ancestors here: this page exists to be framed by other sites.
+        if await store.get_sitting(request.path_params["sitting_id"]) is None:
+            return FileResponse(STATIC / "404.html", status_code=404)
+        return FileResponse(STATIC / "embed.html")
+
     routes = [
         Route("/", index_page),
         Route("/watch/{sitting_id}", watch_page),
+        Route("/embed/{sitting_id}", embed_page),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi),

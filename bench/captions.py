@@ -134,7 +134,12 @@ def stream_audio(clips: list[Clip], tail: float) -> np.ndarray:
 
 
 async def play(
-    model: SharedModel, lang: str, audio: np.ndarray, chunk_s: float, overrides: list[str]
+    model: SharedModel,
+    lang: str,
+    audio: np.ndarray,
+    chunk_s: float,
+    overrides: list[str],
+    vocabulary: list[str],
 ) -> tuple[list, EngineStats]:
     """Play `audio` through a CaptionEngine at 1x real time; return (media time, caption) events."""
     events: list[tuple[float, Caption]] = []
@@ -153,6 +158,7 @@ async def play(
         vad_config=with_overrides(VadConfig(), overrides),
         policy_config=with_overrides(PolicyConfig(), overrides),
     )
+    engine.set_vocabulary(vocabulary)
     step = int(chunk_s * SAMPLE_RATE)
     for i in range(0, len(audio), step):
         chunk = audio[i : i + step]
@@ -373,12 +379,14 @@ async def run(args: argparse.Namespace) -> dict:
         for lang, clips in load_clips(args.manifest, args.lead_in, args.gap).items():
             audio = stream_audio(clips, tail=args.gap)
             result = StreamResult(lang, clips, len(audio) / SAMPLE_RATE)
-            result.events, result.stats = await play(model, lang, audio, args.chunk, args.set)
+            vocabulary = args.vocabulary if lang == "th" else []
+            result.events, result.stats = await play(model, lang, audio, args.chunk, args.set, vocabulary)
             result.reference_units, result.offline_text, result.offline_compute_s = offline(model, clips)
             results.append(result)
         summary = report(results, args.chunk, model)
         summary["engine_config"] = dataclasses.asdict(with_overrides(EngineConfig(), args.set))
         summary["overrides"] = args.set
+        summary["vocabulary"] = args.vocabulary
         return summary
     finally:
         model.close()
@@ -393,6 +401,9 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=2.0, help="seconds of silence between clips")
     parser.add_argument("--lead-in", type=float, default=3.0, help="seconds of silence before the first clip")
     parser.add_argument("--json", type=Path, help="also write the full results here")
+    parser.add_argument(
+        "--vocabulary", action="append", default=[], help="agenda term given to the Thai engine (repeatable)"
+    )
     parser.add_argument(
         "--set", action="append", default=[], help="EngineConfig override, e.g. min_step_s=0.5"
     )

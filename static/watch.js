@@ -1,9 +1,13 @@
 // The watch page: /watch/<sitting id>.
 //
+// The video (static/player.js: the sitting's HLS, captions over the picture) starts at once and looks for the
+// stream by itself; everything else comes from the API and the WebSocket, as below.
+//
 // Load order matters: the sitting's state (whose `position` is read before the state itself), then the
 // transcript, then a subscription from that position. Anything already drawn that comes again in the replay is
 // recognised by its archive id and skipped, so nothing is lost and nothing shows twice.
 
+import { SaphaPlayer } from "/static/player.js";
 import { SaphaClient } from "/static/sapha-client.js";
 
 const CHAMBERS = { senate: "วุฒิสภา", joint: "ประชุมร่วมกันของรัฐสภา", committee: "คณะกรรมาธิการ" };
@@ -17,6 +21,15 @@ const CONN = {
   closed: "ปิดการเชื่อมต่อ",
 };
 const RESULTS = { passed: "ผ่าน · เห็นชอบ", rejected: "ไม่ผ่าน · ไม่เห็นชอบ" };
+const PLAYER_MESSAGES = {
+  idle: ["กำลังตรวจหาสัญญาณวิดีโอ…", ""],
+  probing: ["กำลังตรวจหาสัญญาณวิดีโอ…", ""],
+  novideo: ["ยังไม่มีภาพถ่ายทอด", "วิดีโอจะเริ่มเองเมื่อการถ่ายทอดเริ่ม · คำบรรยายสดแสดงต่อเนื่องในแผงคำบรรยาย"],
+  loading: ["กำลังโหลดวิดีโอ…", ""],
+  error: ["เชื่อมต่อวิดีโอไม่ได้ — กำลังลองใหม่…", "คำบรรยายสดแสดงต่อเนื่องในแผงคำบรรยาย"],
+  unsupported: ["เบราว์เซอร์นี้เล่นวิดีโอไม่ได้", "อ่านคำบรรยายสดได้ในแผงคำบรรยาย"],
+  ready: ["", ""],
+};
 
 const $ = (id) => document.getElementById(id);
 const sittingId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop() || "");
@@ -31,6 +44,7 @@ const finals = new Map(); // archive id -> <li>
 const partials = new Map(); // ASR segment id -> <div>
 let sitting = null;
 let follow = true; // keep the newest caption in view until the reader scrolls up
+let player = null;
 
 // ---- small helpers ---------------------------------------------------------------------------------------
 
@@ -281,11 +295,13 @@ jumpButton.addEventListener("click", () => {
   scroller.scrollTop = scroller.scrollHeight;
 });
 
-// #t=<seconds> picks the caption being spoken at that moment of the sitting's media.
-function seekToHash() {
+// #t=<seconds> picks the caption being spoken at that moment of the sitting's media, and seeks the video there
+// (media time: seconds since the start of the sitting's feed, the clock of captions and of the HLS stream).
+function seekToHash({ play = false } = {}) {
   const match = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
   if (!match) return;
   const t = Number.parseFloat(match[1]);
+  if (player) player.seekMedia(t, { play });
   let target = null;
   let best = -Infinity;
   for (const item of finals.values()) {
@@ -302,11 +318,15 @@ function seekToHash() {
   scroller.scrollTop = target.offsetTop - scroller.clientHeight / 3;
 }
 
-window.addEventListener("hashchange", seekToHash);
+// A followed time link (or back/forward between them) is a request to watch that moment.
+window.addEventListener("hashchange", () => seekToHash({ play: true }));
 
 list.addEventListener("click", (event) => {
   const link = event.target.closest("a.caption-time");
-  if (!link || !navigator.clipboard) return;
+  if (!link) return;
+  // The same link twice changes no hash, so no hashchange: seek from here.
+  if (link.hash === location.hash) seekToHash({ play: true });
+  if (!navigator.clipboard) return;
   // After the default action has put the moment into the address bar, offer the link on the clipboard too.
   setTimeout(() => navigator.clipboard.writeText(location.href).catch(() => {}), 0);
 });
@@ -423,13 +443,41 @@ function setExportLinks() {
   for (const format of ["txt", "vtt", "srt", "json"]) $(`tr-${format}`).href = `${apiBase}/transcript?format=${format}`;
 }
 
+// ---- video ---------------------------------------------------------------------------------------------
+
+function renderPlayer(status, p) {
+  const box = $("player");
+  box.dataset.status = status;
+  box.dataset.live = p.live === null ? "" : String(p.live);
+  box.dataset.engine = p.engine || "";
+  const [message, note] = PLAYER_MESSAGES[status] || PLAYER_MESSAGES.error;
+  $("player-message").textContent = message;
+  $("player-note").textContent = note;
+  $("unmute").hidden = !(p.autoMuted && p.video.muted);
+}
+
+function startPlayer() {
+  const video = $("video");
+  player = new SaphaPlayer(video, { src: `/live/${encodeURIComponent(sittingId)}/index.m3u8`, onStatus: renderPlayer });
+  $("unmute").addEventListener("click", () => {
+    video.muted = false;
+    $("unmute").hidden = true;
+  });
+  video.addEventListener("volumechange", () => {
+    if (!video.muted) $("unmute").hidden = true;
+  });
+  player.start();
+}
+
 async function start() {
   setExportLinks();
+  startPlayer();
   let state;
   try {
     state = await withRetry(loadAll);
   } catch {
     $("title").textContent = "ไม่พบการประชุมนี้";
+    player.destroy();
     setConnection("closed");
     return;
   } finally {
@@ -438,7 +486,12 @@ async function start() {
   seekToHash();
   const client = new SaphaClient({ onEvent, onReset, onState: setConnection });
   // For debugging from the console (and for the browser tests): the client, its stats and last error frame.
-  window.sapha = { client, sittingId, state: () => ({ sitting, finals: finals.size, partials: partials.size }) };
+  window.sapha = {
+    client,
+    player,
+    sittingId,
+    state: () => ({ sitting, finals: finals.size, partials: partials.size }),
+  };
   client.subscribe(state.channel, { since: state.position.seq, epoch: state.position.epoch });
   client.connect();
 }

@@ -68,6 +68,13 @@ def test_word_cut_by_the_end_of_the_audio_is_not_committed() -> None:
     assert agreed_count(older, newer) == 4
 
 
+def test_commit_never_cuts_inside_a_thai_word() -> None:
+    """Agreed characters are not committed up to a fragment ("ห" of "หน่า"), only up to whole words."""
+    older = segment_units([TimedPiece("รู้ดูห", 0.0, 1.0)])
+    newer = segment_units([TimedPiece("รู้ดูหน่าเพื่อ", 0.0, 2.0)])
+    assert "".join(u.text for u in newer[: agreed_count(older, newer)]) == "รู้ดู"
+
+
 def test_punctuation_jitter_does_not_block_agreement() -> None:
     """A comma one pass adds and the next drops does not stop the words from agreeing."""
     older = (*words("my fellow Americans"), Unit(",", 0.9, 0.9))
@@ -82,6 +89,14 @@ def test_local_agreement_commits_only_what_two_passes_share() -> None:
     assert [c.kind for c in first] == ["partial"]
     second = policy.observe(words("ask not what your country"))
     assert [(c.kind, c.text) for c in second] == [("final", "ask not what"), ("partial", "your country")]
+
+
+def test_old_words_are_committed_even_when_passes_keep_disagreeing() -> None:
+    """Words older than the settle time are made final from the newest pass, up to a safe cut."""
+    policy = CommitPolicy()
+    policy.observe(words("ask knot what"))
+    captions = policy.observe(words("ask not what your"), settle_before=0.65)
+    assert [(c.kind, c.text) for c in captions] == [("final", "ask not"), ("partial", "what your")]
 
 
 def test_end_of_utterance_commits_the_whole_hypothesis_and_opens_a_new_segment() -> None:

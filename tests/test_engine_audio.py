@@ -123,6 +123,16 @@ async def test_white_noise_gives_no_caption(shared_model: SharedModel) -> None:
     assert captions == []
 
 
+async def test_chimes_give_no_caption(shared_model: SharedModel) -> None:
+    """A session bell (decaying 880 Hz chimes every two seconds) produces no caption at all."""
+    t = np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE
+    since = t % 2.0
+    tones = sum(a * np.sin(2 * np.pi * f * since) for a, f in ((1.0, 880), (0.5, 1320), (0.3, 1760)))
+    chimes = (0.3 * np.exp(-3 * since) * tones).astype(np.float32)
+    captions, _ = await caption(shared_model, chimes, "th")
+    assert captions == []
+
+
 async def test_a_jump_in_the_timeline_closes_the_utterance(shared_model: SharedModel) -> None:
     """Audio resuming 60 s later (a feed outage) finalises what was heard before and times the
     rest from the new media time."""

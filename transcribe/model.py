@@ -59,7 +59,7 @@ _TOKENS_PER_SECOND = 50
 # whole-utterance repeats (5 of 120 prefix-forced passes with no floor, 0 at 10 s) for about
 # 10% more compute; a full 30 s window costs 3-4x more.
 _TAIL_PAD_S = 2.0
-_MIN_FRAMES = 3000
+_MIN_FRAMES = 1000
 
 
 def default_cpu_threads() -> int:

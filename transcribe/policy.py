@@ -5,11 +5,18 @@ committed text, and gets back the captions to emit.
 
 Agreement is decided on characters and committed on word boundaries: the longest common prefix
 of the keys (letters, marks, digits) of the last two hypotheses is computed, and the words of the
-newer hypothesis that end inside it *and* end on a word boundary of the older one are committed.
-Thai needs this because whisper's own Thai "words" are sub-word fragments that shift between
-passes, and even newmm words can regroup when the text that follows them changes, while the
-characters stay put. A word cut off by the end of the audio ("Amer" vs "Americans") has no shared
-boundary, so it waits.
+newer hypothesis that end inside it *and* end on a word boundary of the older one (or, inside a
+run of Thai, on one of the newer) are committed. Thai needs this because whisper's own Thai
+"words" are sub-word fragments that shift between passes, and even newmm words regroup when
+the text that follows them changes ("เป็นเรื่อง" vs "เป็น|รึง"), while the characters stay put.
+A word cut off by the end of the audio ("Amer" vs "Americans") has no shared boundary, so it
+waits. Commits also stop short of a Thai fragment that is not a dictionary word
+(the forced prefix of the next pass would end inside a word, and the decoder would start that
+word again).
+
+Besides agreement: end of utterance commits everything; `settle_before` commits words that are
+old enough whatever the passes say; `commit_until` forces commits when the audio buffer must be
+cut. A hypothesis that repeats the end of the committed text (re-heard audio) loses the repeat.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 
 from transcribe.caption import Caption
-from transcribe.text import Unit, clean, has_thai, join_units, unit_key
+from transcribe.text import Unit, clean, has_thai, is_known_word, join_units, unit_key
 
 
 def _common_prefix_len(a: str, b: str) -> int:
@@ -37,12 +44,29 @@ def _thai_junction(units: Sequence[Unit], i: int) -> bool:
 
     There the older pass may have grouped the same characters into other words (newmm reads
     "เป็นเรื่อง" as one word when "เรื่อง" follows and as "เป็น" + "รึง" when it does not), and the
-    characters agreeing is enough. Not at the end of the hypothesis, where the word may be cut.
+    characters agreeing is enough (`safe_boundary` still has the last word be a dictionary word).
+    Not at the end of the hypothesis, where the word may be cut.
     """
     if i + 1 >= len(units) or units[i + 1].space_before:
         return False
     left, right = units[i].text, units[i + 1].text
     return bool(left and right) and has_thai(left[-1]) and has_thai(right[0])
+
+
+def safe_boundary(units: Sequence[Unit], i: int) -> bool:
+    """Whether the text may be committed up to and including units[i].
+
+    The committed text becomes the forced start of the next pass. Cut inside a word ("ดูห" of
+    "ดูหน่า"), the decoder starts the word again after it and the final text repeats the piece.
+    A cut is safe at a space, at a change of script, or after a Thai dictionary word.
+    """
+    current = units[i]
+    following = units[i + 1] if i + 1 < len(units) else None
+    if following is not None and (
+        following.space_before or not has_thai(following.text[:1]) or not has_thai(current.text[-1:])
+    ):
+        return True
+    return is_known_word(current.text)
 
 
 def agreed_count(older: Sequence[Unit], newer: Sequence[Unit]) -> int:
@@ -65,6 +89,8 @@ def agreed_count(older: Sequence[Unit], newer: Sequence[Unit]) -> int:
         if key and (pos in older_bounds or _thai_junction(newer, i)):
             count = i + 1
             matched_older = older_bounds.get(pos, matched_older)
+    while count and not safe_boundary(newer, count - 1):
+        count -= 1
     while (
         count
         and count < len(newer)
@@ -189,6 +215,7 @@ class CommitPolicy:
         commit_until: float | None = None,
         follows_commit: bool = False,
         audio_end: float | None = None,
+        settle_before: float | None = None,
     ) -> list[Caption]:
         """Take one pass's hypothesis (the words after the committed text); return captions to emit.
 
@@ -198,7 +225,9 @@ class CommitPolicy:
         was forced to start from the committed text, so the hypothesis cannot repeat it and is
         not checked for a repeat (a check that would eat a word legitimately said twice).
         `audio_end` (media time the decoded audio ends) holds back words within
-        `edge_margin_s` of it.
+        `edge_margin_s` of it. `settle_before` commits, without agreement, the leading words
+        that end by that media time, as far as a safe cut allows (bounds final latency when
+        passes keep disagreeing).
         """
         hypothesis = tuple(hypothesis)
         if (
@@ -216,9 +245,24 @@ class CommitPolicy:
                 # Words at the very edge of the audio had no right context in either pass.
                 while count and hypothesis[count - 1].end > audio_end - self._config.edge_margin_s:
                     count -= 1
+            if settle_before is not None:
+                # Words this old that two passes still disagree on will not settle by waiting:
+                # commit the newer pass's version, up to a safe cut.
+                aged = count
+                while aged < len(hypothesis) and hypothesis[aged].end <= settle_before:
+                    aged += 1
+                while aged > count and not safe_boundary(hypothesis, aged - 1):
+                    aged -= 1
+                count = aged
             if commit_until is not None:
-                while count < len(hypothesis) and hypothesis[count].end <= commit_until:
-                    count += 1
+                forced = count
+                while forced < len(hypothesis) and hypothesis[forced].end <= commit_until:
+                    forced += 1
+                # Back off to a safe cut, unless that would undo the forcing altogether.
+                safe = forced
+                while safe > count and not safe_boundary(hypothesis, safe - 1):
+                    safe -= 1
+                count = safe if safe > count else forced
         captions: list[Caption] = []
         final = self._commit(hypothesis[:count])
         if final is not None:

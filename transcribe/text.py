@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from pythainlp.corpus.common import thai_words
 from pythainlp.tokenize import word_tokenize
 
 # Zero-width space/non-joiner/joiner, word joiner, soft hyphen and BOM: invisible, but they break
@@ -44,6 +45,12 @@ def unit_key(text: str) -> str:
     """
     folded = unicodedata.normalize("NFC", text).casefold()
     return "".join(ch for ch in folded if ch.isalnum() or unicodedata.category(ch).startswith("M"))
+
+
+def is_known_word(text: str) -> bool:
+    """False for Thai text that is not a dictionary word (a fragment such as the lone "ห" newmm
+    leaves of a misheard or cut-off word); True for dictionary words, numbers and non-Thai text."""
+    return not has_thai(text) or text in thai_words() or text.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
