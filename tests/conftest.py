@@ -8,11 +8,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from chromium import CHROMIUM, CHROMIUM_ARGS
+from playwright.async_api import Browser, Page, async_playwright
 
 # ---- redis fixtures (owner: broker) --------------------------------------------------------------------------
 # A Redis that already answers on 127.0.0.1:6379 is used as is; otherwise the session starts a private,
@@ -98,3 +100,31 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 # ---- end of redis fixtures ------------------------------------------------------------------------------------
+
+
+# ---- browser fixtures --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian chromium (tests using it carry ``needs_chromium``)."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page; the test fails if the page threw an uncaught JavaScript error."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"

@@ -173,6 +173,19 @@ def test_finals_are_append_only_and_exact_over_random_thai_hypotheses() -> None:
         assert all(c.text == clean(c.text) and c.text for c in finals)
 
 
+def test_decoder_context_stops_at_a_long_pause() -> None:
+    """The context handed to the decoder is the committed text just before the window, back to the
+    last long pause, and never text whose audio is still in the window."""
+    policy = CommitPolicy()
+    policy.observe(words("first speaker"), end_of_utterance=True)
+    later = tuple(Unit(u.text, u.start + 5.0, u.end + 5.0, True) for u in words("second one here"))
+    policy.observe(later, end_of_utterance=True)
+    assert policy.context_before(6.0, 100, 1.5) == "second one here"
+    assert policy.context_before(5.3, 100, 1.5) == "second"
+    assert policy.context_before(5.3, 100, 10.0) == "first speaker second"
+    assert policy.context_before(6.0, 8, 1.5) == "here"
+
+
 def test_partials_change_only_when_the_text_changes() -> None:
     """The same uncommitted text twice in a row is not sent twice."""
     policy = CommitPolicy()

@@ -17,6 +17,7 @@ import av
 import httpx
 import numpy as np
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from playwright.async_api import Route as BrowserRoute
 from playwright.async_api import async_playwright
 from starlette.applications import Starlette
@@ -38,7 +39,6 @@ from transcribe.engine import EngineStats
 SOURCE_SECONDS = 6.0
 SOURCE_FPS = 25
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 
 # ---- media made for the tests ------------------------------------------------------------------------------------
 
@@ -774,7 +774,7 @@ PLAYER_STATE = """() => {
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+@needs_chromium
 async def test_hls_js_in_chromium_plays_the_sitting_with_thai_captions_in_sync(remuxed: Remuxed) -> None:
     """hls.js, embedded on another origin, plays the recording to the end with the Thai track on and cues in sync."""
     files = hls_client(remuxed.directory.parent)
@@ -791,10 +791,7 @@ async def test_hls_js_in_chromium_plays_the_sitting_with_thai_captions_in_sync(r
             await route.fulfill(body=PLAYER_PAGE, content_type="text/html; charset=utf-8")
 
     async with files, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"],
-        )
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             await page.route("**/*", serve)

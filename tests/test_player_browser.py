@@ -17,28 +17,15 @@ import av
 import httpx
 import numpy as np
 import pytest
+from chromium import needs_chromium
 from live_server import Running, serve, test_settings
-from playwright.async_api import Browser, Frame, Page, async_playwright, expect
+from playwright.async_api import Frame, Page, expect
 
 from stream.hls import MPEGTS_HZ, TS_ORIGIN, HlsWriter
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"
-    ),
+    needs_chromium,
 ]
 
 FPS = 25
@@ -119,29 +106,6 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     root = tmp_path / "hls"
     async with serve(test_settings(tmp_path, hls_dir=str(root))) as running:
         yield Site(running, root)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 async def create_sitting(site: Site, sitting_id: str) -> str:

@@ -9,29 +9,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chromium import needs_chromium
 from live_server import Running, serve, test_settings
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from server import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Frames a connection may have queued before the server cuts it off as a slow consumer (close 4008).
 OUTBOX = Settings().ws_outbox
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"
-    ),
+    needs_chromium,
 ]
 
 SITTING_TITLE = "การประชุมวุฒิสภา ครั้งที่ ๑๒ (สมัยประชุมสามัญประจำปีครั้งที่หนึ่ง)"
@@ -46,29 +35,6 @@ AGENDA_TITLE = (
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with serve(test_settings(tmp_path)) as r:
         yield r
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 async def create_sitting(running: Running, sitting_id: str, *, live: bool = True, title: str = SITTING_TITLE) -> str:

@@ -18,6 +18,7 @@ import uvicorn
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from chromium import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from live_server import TOKEN, test_settings
 from playwright.async_api import Page, async_playwright
 from starlette.applications import Starlette
@@ -39,15 +40,8 @@ from transcribe.model import SharedModel, load_model
 ROOT = Path(__file__).resolve().parent.parent
 JFK = ROOT.parent / "shared" / "data" / "audio" / "en" / "jfk.flac"
 PUBLISHER_PAGE = Path(__file__).resolve().parent / "webrtc_publisher.html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+WEBRTC_ARGS = [
+    *CHROMIUM_ARGS,
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
     # Loopback candidates, and real addresses instead of mDNS names, keep ICE on 127.0.0.1 with no multicast.
@@ -57,7 +51,6 @@ CHROMIUM_ARGS = [
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SDP = {"Content-Type": "application/sdp"}
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 needs_jfk = pytest.mark.skipif(not JFK.exists(), reason="../shared/data is not beside the checkout")
 
 
@@ -200,7 +193,7 @@ def jfk_wav(tmp_path: Path) -> Path:
 @contextlib.asynccontextmanager
 async def chromium_publisher(app: App, sitting_id: str, wav: Path, *, video: bool) -> AsyncIterator[Page]:
     """Headless Chromium publishing ``wav`` as its microphone (and its fake camera) over WHIP until it leaves."""
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+    args = [*WEBRTC_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
