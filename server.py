@@ -74,7 +74,7 @@ class Settings:
     log_level: str = "info"
     whisper_language: str = "th"
     hls_dir: str = "var/hls"
-    whep_max_viewers: int = 20
+    whep_max_viewers: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -306,7 +306,7 @@ def report(results: list[StreamResult], chunk_s: float, model: SharedModel) -> d
                 "partial_passes": r.stats.partial_passes,
                 "final_passes": r.stats.final_passes,
                 "partials_skipped": r.stats.partials_skipped,
-                "greedy_finals": r.stats.greedy_finals,
+                "greedy_passes": r.stats.greedy_passes,
                 "finals_from_partials": r.stats.finals_from_partials,
                 "rejected_passes": r.stats.rejected_passes,
                 "partials_emitted": r.stats.partials_emitted,

@@ -254,9 +254,7 @@ class LeanClient(asyncio.Protocol):
             self.buf = data[pos:]
 
 
-async def _connect_one(
-    loop: asyncio.AbstractEventLoop, port: int, timeout: float, deflate: bool
-) -> LeanClient:
+async def _connect_one(loop: asyncio.AbstractEventLoop, port: int, timeout: float, deflate: bool) -> LeanClient:
     subscribed: asyncio.Future[None] = loop.create_future()
     transport, proto = await asyncio.wait_for(
         loop.create_connection(lambda: LeanClient("127.0.0.1", port, subscribed, deflate), "127.0.0.1", port),
@@ -765,16 +763,10 @@ async def run_all(args: argparse.Namespace) -> list[Result]:
                     print(f"# {kind} N={n}: running (load {loadavg()})", file=sys.stderr, flush=True)
                     res = await run_one(kind, n, args, prefix, Path(tmp))
                     results.append(res)
-                    brief = {
-                        k: v
-                        for k, v in asdict(res).items()
-                        if (k != "connect_errors" or v) and k != "per_event"
-                    }
+                    brief = {k: v for k, v in asdict(res).items() if (k != "connect_errors" or v) and k != "per_event"}
                     print(f"# {json.dumps(brief)}", file=sys.stderr, flush=True)
                     worst = sorted(res.per_event, key=lambda e: -e[2])[:8]
-                    print(
-                        f"# worst events [k, p50 ms, max ms, receivers]: {worst}", file=sys.stderr, flush=True
-                    )
+                    print(f"# worst events [k, p50 ms, max ms, receivers]: {worst}", file=sys.stderr, flush=True)
                     await asyncio.sleep(args.pause)
     finally:
         keys = [f"{prefix}:meta:{CHANNEL}", f"{prefix}:stream:{CHANNEL}"]
@@ -786,29 +778,19 @@ async def run_all(args: argparse.Namespace) -> list[Result]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="WebSocket fan-out benchmark (Sapha vs a bare websockets server)")
-    p.add_argument(
-        "--clients", default="1000,5000,10000", help="comma-separated client counts (default %(default)s)"
-    )
+    p.add_argument("--clients", default="1000,5000,10000", help="comma-separated client counts (default %(default)s)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of publishing per run (default 20)")
     p.add_argument("--rate", type=float, default=10.0, help="events per second published (default 10)")
-    p.add_argument(
-        "--grace", type=float, default=10.0, help="seconds to wait for stragglers after the last publish"
-    )
-    p.add_argument(
-        "--servers", default="sapha,reference", help="which servers, in order (default %(default)s)"
-    )
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to wait for stragglers after the last publish")
+    p.add_argument("--servers", default="sapha,reference", help="which servers, in order (default %(default)s)")
     p.add_argument("--procs", type=int, default=2, help="client processes (default 2)")
-    p.add_argument(
-        "--connect-concurrency", type=int, default=100, help="handshakes in flight per client process"
-    )
+    p.add_argument("--connect-concurrency", type=int, default=100, help="handshakes in flight per client process")
     p.add_argument("--connect-timeout", type=float, default=180.0, help="bound on each connect phase (s)")
     p.add_argument("--pause", type=float, default=2.0, help="seconds between runs")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 clients, 5 s")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument(
-        "--profile-server", metavar="DIR", help="run server.py under cProfile, one .prof per run in DIR"
-    )
+    p.add_argument("--profile-server", metavar="DIR", help="run server.py under cProfile, one .prof per run in DIR")
     p.add_argument(
         "--deflate",
         action="store_true",
@@ -865,9 +847,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(results, args.grace))
     if args.json:
         Path(args.json).write_text(
-            json.dumps(
-                {"started": started, "args": vars(args), "results": [asdict(r) for r in results]}, indent=2
-            )
+            json.dumps({"started": started, "args": vars(args), "results": [asdict(r) for r in results]}, indent=2)
         )
 
 
