@@ -145,7 +145,7 @@ class WebRtcGateway:
         operator_auth: Callable[[Request], bool],
         on_publish: PublishHandler | None = None,
         media_sink: SinkFactory | None = None,
-        max_viewers: int = 20,
+        max_viewers: int = 8,
         ice_servers: Sequence[RTCIceServer] = (),
         connect_timeout: float = 30.0,
         consumer_grace: float = 15.0,
