@@ -131,9 +131,7 @@ def test_rehearing_committed_words_does_not_duplicate_them() -> None:
 
 
 def test_finals_are_append_only_and_exact_over_random_thai_hypotheses() -> None:
-    """Over thousands of randomised passes (fragment jitter, garbage tails, re-heard words), the
-    finals always spell a prefix of the spoken text, never repeat a word, never go back in time,
-    and spell all of it once the utterance ends."""
+    """Randomised passes: finals only ever extend a prefix of the speech, in time order, and end exact."""
     for seed in range(40):
         rng = random.Random(seed)
         truth = rng.choice(THAI_SENTENCES)
@@ -174,8 +172,7 @@ def test_finals_are_append_only_and_exact_over_random_thai_hypotheses() -> None:
 
 
 def test_decoder_context_stops_at_a_long_pause() -> None:
-    """The context handed to the decoder is the committed text just before the window, back to the
-    last long pause, and never text whose audio is still in the window."""
+    """Decoder context is committed text before the window, back to the last long pause only."""
     policy = CommitPolicy()
     policy.observe(words("first speaker"), end_of_utterance=True)
     later = tuple(Unit(u.text, u.start + 5.0, u.end + 5.0, True) for u in words("second one here"))
@@ -195,8 +192,7 @@ def test_partials_change_only_when_the_text_changes() -> None:
 
 
 def test_buffer_and_policy_state_stay_bounded_over_a_long_sitting() -> None:
-    """Twenty-five minutes of non-stop speech in 0.5 s steps keeps the audio buffer under 16 s and
-    the policy's memory under its limits, with every word committed exactly once, in order."""
+    """25 minutes of non-stop speech keep buffer and policy bounded and commit each word once, in order."""
     rng = random.Random(7)
     step, trim_after, keep, max_buffer = 0.5, 8.0, 1.0, 15.0
     truth = [Unit(f"w{i}", i * 0.35, (i + 1) * 0.35, space_before=True) for i in range(5000)]

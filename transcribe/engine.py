@@ -18,8 +18,8 @@ pass only generates what is new and cannot repeat them. When the buffer grows lo
 committed word; if nothing agrees for too long, words are committed by time so the buffer (and
 all state) stays bounded.
 
-When the machine falls behind live, partial passes are skipped and final passes use greedy
-search; final passes themselves are never skipped.
+When the machine falls behind live, partial passes first go greedy, then are skipped, and final
+passes go greedy; final passes themselves are never skipped.
 """
 
 from __future__ import annotations
@@ -60,10 +60,15 @@ class EngineConfig:
     # ...and at least this multiple of the recent pass cost, so passes take a bounded share of
     # the CPU whatever the machine.
     step_per_compute: float = 1.5
-    # Beyond this lag behind live, partial passes are skipped and final passes go greedy.
-    degrade_lag_s: float = 3.0
-    beam_size: int = 1
+    # Beam search for partial and final passes (greedy costs less but, on the Thai benchmark
+    # clips, commits about 1.5 points more CER)...
+    beam_size: int = 3
     final_beam_size: int = 3
+    # ...but partial passes go greedy beyond this lag behind live, and beyond the next one they are
+    # skipped and final passes go greedy too. Normal lag at a partial pass is the step plus one
+    # pass (1 to 1.5 s).
+    greedy_lag_s: float = 2.0
+    degrade_lag_s: float = 3.0
     # A buffer longer than this is cut at a committed word, keeping this much committed audio
     # as decoder context.
     trim_after_s: float = 8.0
@@ -88,10 +93,9 @@ class EngineConfig:
     # Context before the start token: recent transcript and the agenda vocabulary.
     prompt_chars: int = 120
     vocabulary_chars: int = 160
-    # The recent transcript is context only across short pauses (the same speaker going on): after
-    # a longer silence whisper-base tends to copy words of the old context into the new utterance
-    # (on the benchmark clips, joined by 2 s silences, streamed Thai CER 23.4% with the context
-    # kept, 22.3% with it reset).
+    # The recent transcript is context only back to the last pause longer than this (the same
+    # speaker going on): context from before a longer silence gets copied into the new utterance
+    # by whisper-base (seen on the benchmark clips, joined by 2 s silences).
     prompt_reset_s: float = 1.5
     # Gaps in the media timeline up to this long are filled with silence; longer ones end the
     # utterance and restart the timeline.
@@ -109,7 +113,7 @@ class EngineStats:
     partial_passes: int = 0
     final_passes: int = 0
     partials_skipped: int = 0
-    greedy_finals: int = 0
+    greedy_passes: int = 0
     finals_from_partials: int = 0
     rejected_passes: int = 0
     partials_emitted: int = 0
@@ -331,7 +335,7 @@ class CaptionEngine:
             return False
         settle = end - self._config.max_pending_s
         await self._decode(
-            _Pass("partial", self._buffer.start, end, self._config.beam_size, settle_before=settle)
+            _Pass("partial", self._buffer.start, end, self._beam(lag, final=False), settle_before=settle)
         )
         return True
 
@@ -339,9 +343,15 @@ class CaptionEngine:
         return max(self._config.min_step_s, self._config.step_per_compute * self._recent_compute)
 
     def _beam(self, lag: float, *, final: bool) -> int:
-        if not final:
-            return self._config.beam_size
-        return 1 if lag > self._config.degrade_lag_s else self._config.final_beam_size
+        """Beam size for a pass at this lag; counts passes made greedy to catch up."""
+        cfg = self._config
+        wanted, limit = (
+            (cfg.final_beam_size, cfg.degrade_lag_s) if final else (cfg.beam_size, cfg.greedy_lag_s)
+        )
+        if wanted > 1 and lag > limit:
+            self._stats = replace(self._stats, greedy_passes=self._stats.greedy_passes + 1)
+            return 1
+        return wanted
 
     async def _forced_pass(self, end: float) -> None:
         """Too much audio without agreement: commit by time so the buffer can be cut."""
@@ -351,7 +361,7 @@ class CaptionEngine:
                 "partial",
                 self._buffer.start,
                 end,
-                self._config.beam_size,
+                1,
                 commit_until=end - self._config.force_margin_s,
             )
         )
@@ -373,8 +383,6 @@ class CaptionEngine:
             await self._forced_pass(end)
         lag = self.fed_until - self._settled_until
         beam = self._beam(lag, final=True)
-        if beam == 1 and cfg.final_beam_size > 1:
-            self._stats = replace(self._stats, greedy_finals=self._stats.greedy_finals + 1)
         if end > self._buffer.start:
             await self._decode(_Pass("final", self._buffer.start, end, beam, end_of_utterance=True))
         else:
@@ -416,21 +424,23 @@ class CaptionEngine:
         prefix_units = self._policy.committed_since(job.start - _EPSILON_S)
         uncommitted = job.end - max(job.start, self._policy.last_final_end)
         budget = int(cfg.tokens_per_s * max(0.0, uncommitted)) + cfg.min_new_tokens
+        context = self._context_before(job.start)
         transcript = await self._model.transcribe(
             audio,
             language=self._language,
-            initial_prompt=self._context_before(job.start) or None,
+            initial_prompt=context or None,
             hotwords=self._vocabulary or None,
             prefix=join_units(prefix_units) or None,
             beam_size=job.beam_size,
             max_new_tokens=min(cfg.max_new_tokens, budget),
         )
         log.debug(
-            "%s pass [%.2f, %.2f] beam=%d prefix=%r: %r (%.2fs, lp=%.2f, ns=%.2f)",
+            "%s pass [%.2f, %.2f] beam=%d context=%r prefix=%r: %r (%.2fs, lp=%.2f, ns=%.2f)",
             job.kind,
             job.start,
             job.end,
             job.beam_size,
+            context,
             join_units(prefix_units),
             transcript.text,
             transcript.compute_s,
@@ -517,14 +527,8 @@ class CaptionEngine:
 
     def _context_before(self, start: float) -> str:
         """Recent committed text whose audio is no longer in the window (decoder context)."""
-        if start - self._policy.last_final_end > self._config.prompt_reset_s:
-            return ""
-        prefix = self._policy.committed_since(start - _EPSILON_S)
-        text = self._policy.recent_text(self._config.prompt_chars + sum(len(u.text) + 1 for u in prefix))
-        tail = clean(join_units(prefix))
-        if tail and text.endswith(tail):
-            text = text[: -len(tail)]
-        return clean(text)[-self._config.prompt_chars :]
+        cfg = self._config
+        return self._policy.context_before(start - _EPSILON_S, cfg.prompt_chars, cfg.prompt_reset_s)
 
     async def _emit(self, captions: list[Caption]) -> None:
         for caption in captions:

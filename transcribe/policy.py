@@ -196,6 +196,25 @@ class CommitPolicy:
         """Committed words of the current utterance that are still remembered."""
         return tuple(self._utterance)
 
+    def context_before(self, start: float, max_chars: int, max_gap_s: float) -> str:
+        """Committed text said just before media time `start`: at most `max_chars`, cut at a word,
+        and only back to the first pause longer than `max_gap_s` (context from before a long
+        silence is another speaker or topic, and small models copy it into the new text)."""
+        words: list[Unit] = []
+        size = 0
+        edge = start
+        for unit in reversed(self._recent):
+            if unit.start >= start:
+                continue
+            if edge - unit.end > max_gap_s:
+                break
+            size += len(unit.text) + 1
+            if size > max_chars:
+                break
+            words.append(unit)
+            edge = unit.start
+        return clean(join_units(words[::-1]))
+
     def recent_text(self, max_chars: int) -> str:
         """The end of the committed transcript, at most `max_chars`, cut at a word boundary."""
         words: list[Unit] = []

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pythainlp.corpus.common import thai_words
 from pythainlp.tokenize import word_tokenize
 
+from archive.thai import join_pieces
+
 # Zero-width space/non-joiner/joiner, word joiner, soft hyphen and BOM: invisible, but they break
 # agreement between passes and exact search in the archive.
 _ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
@@ -81,16 +83,10 @@ def join_units(units: tuple[Unit, ...] | list[Unit]) -> str:
 def join_text(left: str, right: str) -> str:
     """Append caption `right` to `left` as a reader expects: Thai runs join, other text gets a space.
 
-    Finals of one segment are emitted with their ends stripped; Thai writes words without
-    spaces, so only a boundary with a non-Thai side needs one.
+    Finals of one segment are emitted with their ends stripped; the transcript exports and the HLS captions join
+    them the same way, so there is one rule, in `archive.thai`.
     """
-    if not left:
-        return right
-    if not right:
-        return left
-    if (has_thai(left[-1]) and has_thai(right[0])) or not right[0].isalnum():
-        return left + right
-    return f"{left} {right}"
+    return join_pieces(left, right)
 
 
 @dataclass(frozen=True, slots=True)
