@@ -135,11 +135,14 @@ class LiveFeed:
 
     async def _sync_vocabulary(self) -> None:
         current = await self.recorder.current(self.sitting_id)
+        # The speaker's name first (short, and always worth spelling right), then the head of the agenda title
+        # and its bill id: the engine keeps terms in order until its hint budget is spent.
         terms = [
             t
             for t in (
-                current.agenda_item.title if current.agenda_item else None,
                 current.speaker.name if current.speaker else None,
+                _head(current.agenda_item.title) if current.agenda_item else None,
+                current.agenda_item.bill_id if current.agenda_item else None,
             )
             if t
         ]

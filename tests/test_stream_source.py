@@ -396,3 +396,15 @@ async def test_async_for_reads_the_whole_file_then_stops(tmp_path: Path) -> None
         assert isinstance(item, AudioChunk)
         total += len(item.samples)
     assert abs(total - SAMPLE_RATE // 2) <= 4
+
+
+def test_the_head_of_a_long_agenda_title_is_cut_between_thai_words():
+    """Vocabulary hints take the start of a long bill title, never cutting inside a Thai word."""
+    from archive.thai import words
+    from stream.feed import _head
+
+    title = "ร่างพระราชบัญญัติประกอบรัฐธรรมนูญว่าด้วยการได้มาซึ่งสมาชิกวุฒิสภา " * 5
+    head = _head(title, 60)
+    assert 0 < len(head) <= 60 and title.startswith(head)
+    assert words(head) == words(title)[: len(words(head))]
+    assert _head("สั้น", 60) == "สั้น"
