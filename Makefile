@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint bench-fanout bench-captions clean system-deps
+.PHONY: install run test test-fast check lint bench-fanout bench-captions clean system-deps
 
 install: $(STAMP)
 
@@ -32,9 +32,18 @@ system-deps:
 run: install
 	$(PY) server.py --demo
 
-test: install system-deps
-	$(PY) -m ruff check .
+test: install system-deps check
 	$(PY) -m pytest
+
+# The gates that need no test run: lint, the folders' one-way layering, and the type check.
+check: install
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
+
+# Pure logic only (no model, browser or outside service): seconds, for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -m fast -q
 
 lint: install
 	$(PY) -m ruff check .

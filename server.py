@@ -34,19 +34,19 @@ from archive.store import Store
 from archive.store_sqlite import SqliteStore
 from broadcast.broker import Broker
 from broadcast.broker_memory import MemoryBroker
-from broadcast.errors import JSONUnicodeResponse, json_error
 from broadcast.hub import Hub
 from broadcast.metrics import Metrics
 from broadcast.sse import EventStream
 from broadcast.ws import ABORT_KEY, EventSocket, SocketLimits
-from stream.demo import prepare_demo_sitting, run_demo_script
+from common.http import JSONUnicodeResponse, json_error
+from live.demo import prepare_demo_sitting, run_demo_script
+from live.feed import LiveFeed
+from live.hls_http import HlsFiles
+from live.webrtc import WebRtcGateway
 from stream.demo_media import DEMO_AUDIO
-from stream.feed import LiveFeed
 from stream.hls import HlsWriter
-from stream.hls_http import HlsFiles
 from stream.source import AudioSource
 from stream.titlecard import TitleCard
-from stream.webrtc import WebRtcGateway
 from stream.whip import WhipAudioSource
 from transcribe.caption import Caption
 from transcribe.engine import CaptionEngine

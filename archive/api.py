@@ -1,12 +1,11 @@
 """The archive's HTTP face: read endpoints for everyone, operator endpoints behind a bearer token.
 
-Every answer is JSON of one shape (``{"ok": true, ...}`` or the error shape of :mod:`broadcast.errors`); the
+Every answer is JSON of one shape (``{"ok": true, ...}`` or the error shape of :mod:`common.http`); the
 HTML pages fetch these same documents, so each page has a JSON twin.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,8 +20,8 @@ from archive.recorder import Recorder
 from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Conflict, NotFound, Store
 from archive.validate import Body, Invalid
 from broadcast.envelope import sitting_channel
-from broadcast.errors import JSONUnicodeResponse, json_error
 from broadcast.hub import Hub
+from common.http import JSONUnicodeResponse, bearer_matches, json_error
 
 MAX_BODY_BYTES = 64 * 1024
 TITLE_MAX = 4000  # real Thai bill titles run to several hundred characters; leave room
@@ -120,9 +119,7 @@ class ArchiveAPI:
 
     def authorised(self, request: Request) -> bool:
         """Whether the request carries the operator token (constant-time comparison)."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._token)
+        return bearer_matches(request, self._token)
 
     def operator(self, handler: Callable[[Request], Awaitable[Response]]) -> Handler:
         """Wrap an operator handler: token first, then one mapping from domain errors to HTTP answers."""

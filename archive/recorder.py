@@ -12,11 +12,11 @@ from typing import Any
 
 from archive.models import AgendaItem, Segment, Sitting, Speaker, Vote
 from archive.store import NotFound, Store
-from archive.thai import normalize
 from broadcast import envelope as ev
 from broadcast.envelope import Event
 from broadcast.hub import Hub
 from broadcast.metrics import Metrics
+from common.thai import normalize
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from archive.models import AgendaItem, Bill, Segment, Sitting, Speaker, Vote, utc_now
 from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Conflict, NotFound
-from archive.thai import normalize
+from common.thai import normalize
 
 T = TypeVar("T")
 

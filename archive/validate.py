@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from archive.thai import normalize
 from broadcast.envelope import ID_PATTERN
+from common.thai import normalize
 
 _ID_RE = re.compile(ID_PATTERN)
 

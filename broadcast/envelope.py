@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from common.http import dumps  # noqa: F401  (re-exported: the wire format of events)
+
 SITTING_STATUS = "sitting.status"
 CAPTION_PARTIAL = "caption.partial"
 CAPTION_FINAL = "caption.final"
@@ -54,9 +56,6 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON that keeps Thai readable on the wire (no \\u escapes)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from broadcast.envelope import Event, InvalidChannel, check_channel, dumps
-from broadcast.errors import json_error
 from broadcast.hub import Hub, Subscription
 from broadcast.metrics import Metrics
 from broadcast.outbox import Frame, Outbox
+from common.http import json_error
 
 HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 2000

@@ -24,7 +24,7 @@ block unless asked to, video is dropped (and counted) when the worker falls behi
 The work is split by concern, each part a module of its own next to this one: ``hls_clock`` (media time on the
 MPEG-TS clock), ``hls_backlog`` (the bounded queue from producers to the worker), ``hls_encode`` (remux or
 re-encode, codec strings, the encoders), ``hls_playlist`` (playlists and WebVTT as text) and ``hls_mux`` (the
-worker: segments, captions, writing the files). This module keeps the public ``HlsWriter`` and ``CaptionHorizon``
+worker: segments, captions, writing the files). This module keeps the public ``HlsWriter``
 and re-exports the names other code imports from ``stream.hls``.
 """
 
@@ -78,7 +78,6 @@ from stream.hls_playlist import (
     target_duration,
 )
 from stream.titlecard import TitleCard
-from transcribe.caption import Caption
 
 __all__ = [
     "AUDIO_RATE",
@@ -95,7 +94,6 @@ __all__ = [
     "TS_ORIGIN",
     "X264_OPTIONS",
     "Backlog",
-    "CaptionHorizon",
     "HlsStats",
     "HlsWriter",
     "Kind",
@@ -332,23 +330,3 @@ class HlsWriter:
                     left.reached.set()
         finally:
             self._backlog.shut()
-
-
-class CaptionHorizon:
-    """How far captions are final: the engine's settled time, held back while an utterance is still partial.
-
-    The engine's lag counts audio decoded for partials as settled, but their words may still become finals;
-    a caption segment written before then would miss them.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[str, float] = {}  # segment id -> start of its pending partial
-
-    def observe(self, caption: Caption) -> None:
-        if caption.kind == "partial" and caption.text.strip():
-            self._open[caption.segment_id] = caption.start
-        else:
-            self._open.pop(caption.segment_id, None)
-
-    def until(self, settled: float) -> float:
-        return min([settled, *self._open.values()])

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Literal
 import av
 from av.stream import Stream
 
-from archive.exports import LINE_WIDTH, LINES_PER_CUE
-from archive.thai import join_pieces, wrap_lines
+from common.cues import last_lines
+from common.thai import join_pieces
 from stream.hls_clock import MPEGTS_HZ, TS_ORIGIN, ticks
 from stream.hls_encode import MAX_FPS, _AudioEncoder, _VideoEncoder, aac_codec, avc_codec, fit
 from stream.hls_playlist import (
@@ -468,7 +468,7 @@ class _Muxer:
         self._utterances[utterance] = so_far
         while len(self._utterances) > ROLL_UP_UTTERANCES:
             del self._utterances[next(iter(self._utterances))]
-        return " ".join(wrap_lines(so_far, LINE_WIDTH)[-LINES_PER_CUE:])
+        return last_lines(so_far)
 
     def next_deadline(self) -> float | None:
         """Seconds until an unwritten caption segment must be written even without final captions."""

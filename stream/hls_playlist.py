@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from archive.exports import cues as caption_cues
-from archive.models import Segment as TranscriptPiece
+from common.cues import Utterance, vtt_cue_block
+from common.cues import cues as caption_cues
 from stream.hls_clock import MPEGTS_HZ, TIMESTAMP_MAP
 
 SUBTITLE_NAME = "ไทย"
@@ -101,32 +101,10 @@ def render_master_playlist(
     return "\n".join(lines) + "\n"
 
 
-def _vtt_time(ms: int) -> str:
-    seconds = ms // 1000
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{ms % 1000:03d}"
-
-
 def render_vtt(captions: Iterable[_Cue]) -> str:
     """A WebVTT segment: cue times are media time, mapped onto the MPEG-TS clock by ``TIMESTAMP_MAP``."""
-    pieces = [
-        TranscriptPiece(
-            id=n,
-            sitting_id="",
-            seq=None,
-            start_ms=round(c.start * 1000),
-            end_ms=round(c.end * 1000),
-            wall_time="",
-            text=c.text,
-            agenda_item_id=None,
-            speaker_id=None,
-            revision=0,
-        )
-        for n, c in enumerate(captions)
-    ]
-    blocks = [f"WEBVTT\n{TIMESTAMP_MAP}"]
-    for cue in caption_cues(pieces):
-        text = "\n".join(line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in cue.lines)
-        blocks.append(f"{_vtt_time(cue.start_ms)} --> {_vtt_time(cue.end_ms)}\n{text}")
+    pieces = [Utterance(n, round(c.start * 1000), round(c.end * 1000), c.text) for n, c in enumerate(captions)]
+    blocks = [f"WEBVTT\n{TIMESTAMP_MAP}", *(vtt_cue_block(cue) for cue in caption_cues(pieces))]
     # A blank line after every block, the last too: parsers that read segments back to back (FFmpeg's) would
     # otherwise take the next segment's header for more text of this segment's last cue.
     return "".join(block + "\n\n" for block in blocks)

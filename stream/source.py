@@ -26,7 +26,7 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.stream import Disposition, Stream
 
-from stream.backoff import backoff_delay
+from common.backoff import backoff_delay
 from stream.chunker import Chunker
 from stream.errors import SourceError, no_audio_error, open_error, read_error
 from stream.resample import SAMPLE_RATE, MonoResampler

@@ -16,7 +16,7 @@ import av
 from PIL import Image, ImageDraw, ImageFont
 from pythainlp.tokenize import word_tokenize
 
-from archive.thai import normalize
+from common.thai import normalize
 
 # Thailand keeps UTC+7 all year, so a fixed offset needs no time zone database.
 BANGKOK = timezone(timedelta(hours=7), "ICT")

@@ -121,7 +121,7 @@ _Item = AudioChunk | SourceGap | None  # None ends the iteration
 
 class WhipAudioSource:
     """A WHIP publisher's audio as ``AudioChunk``s (and a ``SourceGap`` if the peer vanishes): an ``AudioSource``
-    look-alike that ``stream.feed.LiveFeed`` consumes unchanged.
+    look-alike that ``live.feed.LiveFeed`` consumes unchanged.
 
     Media time starts at ``start`` (where the sitting's timeline stands when the publisher connects) and then
     follows the sender's RTP clock. The publication pushes frames; nothing it does ever waits on the consumer:

@@ -14,7 +14,7 @@ import pytest
 
 from archive.exports import cues, to_json, to_srt, to_text, to_webvtt
 from archive.models import Segment, Sitting
-from archive.thai import words
+from common.thai import words
 
 MANIFEST = Path("/work/shared/data/manifest.jsonl")
 FALLBACK_THAI = [

@@ -28,9 +28,9 @@ from archive.store_sqlite import SqliteStore
 from broadcast.broker_memory import MemoryBroker
 from broadcast.hub import Hub
 from broadcast.metrics import Metrics
-from stream.feed import LiveFeed
-from stream.hls import MPEGTS_HZ, TIMESTAMP_MAP, TS_ORIGIN, Backlog, CaptionHorizon, HlsWriter, avc_codec
-from stream.hls_http import HlsFiles
+from live.feed import CaptionHorizon, LiveFeed
+from live.hls_http import HlsFiles
+from stream.hls import MPEGTS_HZ, TIMESTAMP_MAP, TS_ORIGIN, Backlog, HlsWriter, avc_codec
 from stream.source import AudioChunk, AudioSource
 from stream.titlecard import FALLBACK_TITLE, TitleCard
 from transcribe.caption import Caption

@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from stream.backoff import backoff_delay
+from common.backoff import backoff_delay
 from stream.demo_media import DEMO_AUDIO, load_demo_media
 from stream.source import SAMPLE_RATE, AudioChunk, AudioSource, SourceError, SourceGap, is_network_uri
 from stream.uri import redact_uri
@@ -400,8 +400,8 @@ async def test_async_for_reads_the_whole_file_then_stops(tmp_path: Path) -> None
 
 def test_the_head_of_a_long_agenda_title_is_cut_between_thai_words():
     """Vocabulary hints take the start of a long bill title, never cutting inside a Thai word."""
-    from archive.thai import words
-    from stream.feed import _head
+    from common.thai import words
+    from live.feed import _head
 
     title = "ร่างพระราชบัญญัติประกอบรัฐธรรมนูญว่าด้วยการได้มาซึ่งสมาชิกวุฒิสภา " * 5
     head = _head(title, 60)

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from archive.thai import normalize, thai_digits_to_arabic, words, wrap_lines
+from common.thai import normalize, thai_digits_to_arabic, words, wrap_lines
 
 SENTENCE = "ฉันเดินทางไปเที่ยวที่จังหวัดเชียงใหม่ในช่วงฤดูหนาวเพื่อสัมผัสอากาศเย็นสบาย"
 

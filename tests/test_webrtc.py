@@ -27,11 +27,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from archive.models import Sitting
+from live.feed import LiveFeed
+from live.webrtc import PublishHandler, SinkFactory, WebRtcGateway, media_start
 from server import create_app, uvicorn_config
-from stream.feed import LiveFeed
 from stream.hls import HlsWriter
 from stream.source import AudioChunk, SourceGap
-from stream.webrtc import PublishHandler, SinkFactory, WebRtcGateway, media_start
 from stream.whip import MediaSink, WhipAudioSource
 from transcribe.caption import Caption
 from transcribe.engine import CaptionEngine

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pythainlp.corpus.common import thai_words
 from pythainlp.tokenize import word_tokenize
 
-from archive.thai import join_pieces
+from common.thai import join_pieces
 
 # Zero-width space/non-joiner/joiner, word joiner, soft hyphen and BOM: invisible, but they break
 # agreement between passes and exact search in the archive.
@@ -84,7 +84,7 @@ def join_text(left: str, right: str) -> str:
     """Append caption `right` to `left` as a reader expects: Thai runs join, other text gets a space.
 
     Finals of one segment are emitted with their ends stripped; the transcript exports and the HLS captions join
-    them the same way, so there is one rule, in `archive.thai`.
+    them the same way, so there is one rule, in `common.thai`.
     """
     return join_pieces(left, right)
 

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from archive.models import Sitting
 from archive.store import Store
-from broadcast.errors import json_error
+from common.http import json_error
 from stream.hls import HlsWriter
 from stream.whep import Viewer
 from stream.whip import MediaSink, Publication, WhipAudioSource

@@ -19,9 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from archive.recorder import Recorder
-from archive.thai import words
 from broadcast.metrics import Metrics
-from stream.hls import CaptionHorizon
+from common.thai import words
 from stream.source import AudioSource, SourceError, SourceGap
 from transcribe.caption import Caption
 from transcribe.engine import EngineStats
@@ -89,6 +88,26 @@ def _head(title: str, max_chars: int = VOCABULARY_TITLE_CHARS) -> str:
             break
         kept += word
     return kept.strip()
+
+
+class CaptionHorizon:
+    """How far captions are final: the engine's settled time, held back while an utterance is still partial.
+
+    The engine's lag counts audio decoded for partials as settled, but their words may still become finals;
+    a caption segment written before then would miss them.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, float] = {}  # segment id -> start of its pending partial
+
+    def observe(self, caption: Caption) -> None:
+        if caption.kind == "partial" and caption.text.strip():
+            self._open[caption.segment_id] = caption.start
+        else:
+            self._open.pop(caption.segment_id, None)
+
+    def until(self, settled: float) -> float:
+        return min([settled, *self._open.values()])
 
 
 class LiveFeed:

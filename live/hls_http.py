@@ -15,7 +15,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from broadcast.errors import json_error
+from common.http import json_error
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
