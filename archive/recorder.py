@@ -20,8 +20,12 @@ from common.thai import normalize
 
 
 @dataclass(slots=True)
-class _Current:
-    """What captions of a sitting are filed under right now (kept here so a caption costs no extra read)."""
+class Current:
+    """What captions of a sitting are filed under right now.
+
+    Read from the store every time, never cached in the process: with several server processes an operator call
+    may be handled by another process than the one running the feed, and the archive is what they share.
+    """
 
     agenda_item: AgendaItem | None
     speaker: Speaker | None
@@ -32,7 +36,6 @@ class Recorder:
         self.store = store
         self.hub = hub
         self.metrics = metrics
-        self._current: dict[str, _Current] = {}
 
     async def _publish(self, channel: str, type: str, data: dict[str, Any]) -> Event:
         event = await self.hub.publish(channel, type, data)
@@ -45,15 +48,9 @@ class Recorder:
             raise NotFound(f"no sitting {sitting_id!r}")
         return sitting
 
-    async def current(self, sitting_id: str) -> _Current:
-        cur = self._current.get(sitting_id)
-        if cur is None:
-            await self._sitting(sitting_id)
-            cur = _Current(
-                await self.store.current_agenda_item(sitting_id), await self.store.current_speaker(sitting_id)
-            )
-            self._current[sitting_id] = cur
-        return cur
+    async def current(self, sitting_id: str) -> Current:
+        await self._sitting(sitting_id)
+        return Current(await self.store.current_agenda_item(sitting_id), await self.store.current_speaker(sitting_id))
 
     async def create_sitting(
         self, id: str, title: str, chamber: str, scheduled_at: str | None = None
@@ -78,12 +75,11 @@ class Recorder:
         order: int | None = None,
         media_ms: int | None = None,
     ) -> tuple[AgendaItem, Event]:
-        cur = await self.current(sitting_id)
+        await self._sitting(sitting_id)
         if bill_id is not None and await self.store.get_bill(bill_id) is None:
             # The agenda often names a bill before anyone has entered it; its title is the best we know.
             await self.store.upsert_bill(bill_id, title, None)
         item = await self.store.add_agenda_item(sitting_id, title, bill_id, order, media_ms)
-        cur.agenda_item = item
         data = item.to_dict()
         event = await self._publish(ev.sitting_channel(sitting_id), ev.AGENDA_ITEM, data)
         if bill_id is not None:
@@ -93,9 +89,7 @@ class Recorder:
     async def set_speaker(
         self, sitting_id: str, name: str, role: str | None = None, media_ms: int | None = None
     ) -> tuple[Speaker, Event]:
-        cur = await self.current(sitting_id)
         speaker = await self.store.add_speaker(sitting_id, name, role, media_ms)
-        cur.speaker = speaker
         event = await self._publish(ev.sitting_channel(sitting_id), ev.SPEAKER, speaker.to_dict())
         return speaker, event
 
