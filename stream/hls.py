@@ -22,10 +22,15 @@ All PyAV output work runs on one worker thread per writer, fed through a ``Backl
 block unless asked to, video is dropped (and counted) when the worker falls behind, audio never is.
 
 The work is split by concern, each part a module of its own next to this one: ``hls_clock`` (media time on the
-MPEG-TS clock), ``hls_backlog`` (the bounded queue from producers to the worker), ``hls_encode`` (remux or
-re-encode, codec strings, the encoders), ``hls_playlist`` (playlists and WebVTT as text) and ``hls_mux`` (the
-worker: segments, captions, writing the files). This module keeps the public ``HlsWriter``
-and re-exports the names other code imports from ``stream.hls``.
+MPEG-TS clock), ``hls_layout`` (``HlsLayout``: the directory, names and settings, fixed when the writer is made),
+``hls_backlog`` (the bounded queue from producers to the worker), ``hls_items`` (what travels through it),
+``hls_encode`` (remux or re-encode, codec strings, the encoders), ``hls_tracks`` (per track: remux, encode or the
+title card), ``hls_segmenter`` (packets into MPEG-TS segment files), ``hls_captions`` (the caption track, sans
+I/O: roll-up, which cues go into which WebVTT segment, and when each is due), ``hls_playlist`` (playlists and
+WebVTT as text), ``hls_playlist_writer`` (putting them in place atomically) and ``hls_worker`` (the worker thread's
+driver that joins them). The worker knows the writer only through its ``HlsLayout``: none of those modules imports
+this one. This module keeps the public ``HlsWriter`` and re-exports the names other code imports from
+``stream.hls``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import av
 from av.stream import Stream
 
 from stream.hls_backlog import BACKLOG_LIMITS, Backlog
+from stream.hls_captions import ROLL_UP_UTTERANCES
 from stream.hls_clock import MPEGTS_HZ, TIMESTAMP_MAP, TS_ORIGIN, ticks
 from stream.hls_encode import (
     AUDIO_RATE,
@@ -56,27 +62,17 @@ from stream.hls_encode import (
     can_remux,
     fit,
 )
-from stream.hls_mux import (
-    KINDS,
-    ROLL_UP_UTTERANCES,
-    Kind,
-    Mode,
-    _Barrier,
-    _Close,
-    _FinalUntil,
-    _Input,
-    _Muxer,
-    _Raw,
-    _Remux,
-)
+from stream.hls_items import KINDS, Barrier, Close, Epoch, FinalUntil, Input, Kind, Mode, Raw, Remux
+from stream.hls_layout import MASTER_NAME, HlsLayout
 from stream.hls_playlist import (
     SUBTITLE_NAME,
-    _Cue,
+    Cue,
     render_master_playlist,
     render_media_playlist,
     render_vtt,
     target_duration,
 )
+from stream.hls_worker import Worker
 from stream.titlecard import TitleCard
 
 __all__ = [
@@ -94,6 +90,7 @@ __all__ = [
     "TS_ORIGIN",
     "X264_OPTIONS",
     "Backlog",
+    "HlsLayout",
     "HlsStats",
     "HlsWriter",
     "Kind",
@@ -110,8 +107,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-MASTER_NAME = "index.m3u8"
 
 
 # ---- stats --------------------------------------------------------------------------------------------------------
@@ -157,34 +152,62 @@ class HlsWriter:
             raise ValueError(f"window must be at least 3 segments, not {window}")
         if not caption_wait_s >= 0:
             raise ValueError(f"caption_wait_s must not be negative, not {caption_wait_s}")
-        self.out_dir = Path(out_dir)
-        self.segment_s = segment_s
-        self.window = window
-        self.picture = picture
-        self.caption_wait_s = caption_wait_s
-        self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+        self.layout = HlsLayout(
+            out_dir=Path(out_dir),
+            run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}",
+            segment_s=segment_s,
+            window=window,
+            caption_wait_s=caption_wait_s,
+            picture=picture,
+        )
         self.epoch: float | None = None  # Unix time at media time 0: the live moment the clock counts from
         self._backlog = Backlog(BACKLOG_LIMITS)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._muxer = _Muxer(self)
+        self._worker = Worker(self.layout)
         self._kinds: dict[int, Kind] = {}  # input stream index -> track, for add_packet
         self._video_resync = False  # waiting for a keyframe after dropping remuxed video
         self._resync_dropped = 0
         self._failed: str | None = None
 
+    # The layout, read-only, under the names the writer has always had.
+
+    @property
+    def out_dir(self) -> Path:
+        return self.layout.out_dir
+
+    @property
+    def run_id(self) -> str:
+        return self.layout.run_id
+
+    @property
+    def segment_s(self) -> float:
+        return self.layout.segment_s
+
+    @property
+    def window(self) -> int:
+        return self.layout.window
+
+    @property
+    def picture(self) -> TitleCard | None:
+        return self.layout.picture
+
+    @property
+    def caption_wait_s(self) -> float:
+        return self.layout.caption_wait_s
+
     @property
     def master_playlist(self) -> Path:
-        return self.out_dir / MASTER_NAME
+        return self.layout.master_playlist
 
     @property
     def media_playlist(self) -> Path:
-        return self.out_dir / f"media-{self.run_id}.m3u8"
+        return self.layout.media_playlist
 
     @property
     def subtitle_playlist(self) -> Path:
-        return self.out_dir / f"subs-{self.run_id}.m3u8"
+        return self.layout.subtitle_playlist
 
     # -- producers --------------------------------------------------------------------------------------------------
 
@@ -202,7 +225,7 @@ class HlsWriter:
                 self._kinds[spec.index] = kind
                 copies[kind] = _holder().add_stream_from_template(spec)
         self._video_resync = isinstance(video, Stream)
-        self._offer(_Input(video=copies["video"], audio=copies["audio"]), "control", block=block)
+        self._offer(Input(video=copies["video"], audio=copies["audio"]), "control", block=block)
 
     def add_packet(self, packet: av.Packet, shift: float, *, block: bool = False) -> bool:
         """Remux a demuxed packet of a stream given to ``begin_input``; media time = packet time + ``shift``.
@@ -221,7 +244,7 @@ class HlsWriter:
         if kind == "video" and self._video_resync and not key:
             self._resync_dropped += 1
             return False
-        item = _Remux(kind, packet, pts, dts, duration, key)
+        item = Remux(kind, packet, pts, dts, duration, key)
         accepted = self._offer(item, "packet" if kind == "video" else "audio", block=block, at=pts)
         if kind == "video":
             self._video_resync = not accepted
@@ -229,11 +252,11 @@ class HlsWriter:
 
     def add_video_frame(self, frame: av.VideoFrame, t: float, *, block: bool = False) -> bool:
         """Encode a decoded picture shown at media time ``t``; ``False`` if dropped because the worker is behind."""
-        return self._offer(_Raw(frame, ticks(t)), "frame", block=block, at=ticks(t))
+        return self._offer(Raw(frame, ticks(t)), "frame", block=block, at=ticks(t))
 
     def add_audio_frame(self, frame: av.AudioFrame, t: float, *, block: bool = False) -> bool:
         """Encode decoded audio starting at media time ``t``. Audio is never dropped for being slow."""
-        return self._offer(_Raw(frame, ticks(t)), "audio", block=block, at=ticks(t))
+        return self._offer(Raw(frame, ticks(t)), "audio", block=block, at=ticks(t))
 
     can_remux = staticmethod(can_remux)
 
@@ -244,11 +267,11 @@ class HlsWriter:
         its last two lines, rather than the few words of the piece alone.
         """
         if text.strip():
-            self._offer(_Cue(start, max(start, end), text, utterance), "control")
+            self._offer(Cue(start, max(start, end), text, utterance), "control")
 
     def captions_final_until(self, t: float) -> None:
         """Every caption ending before media time ``t`` has been added: caption segments up to ``t`` can be written."""
-        self._offer(_FinalUntil(t), "control")
+        self._offer(FinalUntil(t), "control")
 
     def _offer(self, item: object, cls: str, *, block: bool = False, at: int | None = None) -> bool:
         with self._lock:
@@ -256,6 +279,8 @@ class HlsWriter:
                 return False
             if at is not None and self.epoch is None:
                 self.epoch = time.time() - at / MPEGTS_HZ
+                # Ahead of the media that set it, so the worker dates every segment by it.
+                self._backlog.offer(Epoch(self.epoch), "control", force=True)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"hls {self.out_dir.name}", daemon=True)
                 self._thread.start()
@@ -269,7 +294,7 @@ class HlsWriter:
     def sync(self, timeout: float | None = None) -> bool:
         """Block until everything offered before this call has been written. For threads and tests."""
         reached = threading.Event()
-        if not self._offer(_Barrier(reached), "control"):
+        if not self._offer(Barrier(reached), "control"):
             return self._thread is None or not self._thread.is_alive()
         return reached.wait(timeout)
 
@@ -281,7 +306,7 @@ class HlsWriter:
             self._closed = True
             if self._thread is None:
                 return
-        self._backlog.offer(_Close(), "control", force=True)
+        self._backlog.offer(Close(), "control", force=True)
         self._backlog.shut()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
@@ -299,34 +324,35 @@ class HlsWriter:
             await asyncio.to_thread(self.wait_closed)
 
     def stats(self) -> HlsStats:
-        m = self._muxer
+        # Read from another thread while the worker runs: each figure is a single int, read whole.
+        w = self._worker
         return HlsStats(
-            segments=len(m.segments),
-            subtitle_segments=m.vtt_written,
+            segments=len(w.playlists.segments),
+            subtitle_segments=w.playlists.captioned,
             video_dropped=self._backlog.dropped("frame") + self._backlog.dropped("packet") + self._resync_dropped,
             audio_dropped=self._backlog.dropped("audio"),
-            late_captions=m.late_captions,
-            encoders_opened=m.encoders_opened,
-            mux_errors=m.mux_errors,
+            late_captions=w.captions.late,
+            encoders_opened=w.tracks.encoders_opened,
+            mux_errors=w.segmenter.mux_errors,
             failed=self._failed,
         )
 
     def _run(self) -> None:
-        muxer = self._muxer
+        worker = self._worker
         try:
             while True:
-                item = self._backlog.take(muxer.next_deadline())
-                if isinstance(item, _Close):
-                    muxer.finish()
+                item = self._backlog.take(worker.next_deadline())
+                if isinstance(item, Close):
+                    worker.finish()
                     return
                 if item is not None:
-                    muxer.handle(item)
-                muxer.write_due_captions()
+                    worker.handle(item)
+                worker.write_due_captions()
         except Exception as exc:  # the feed's captions and archive must go on without its video
             log.exception("HLS writer for %s failed", self.out_dir)
             self._failed = repr(exc)
             for left in self._backlog.abandon():
-                if isinstance(left, _Barrier):
+                if isinstance(left, Barrier):
                     left.reached.set()
         finally:
             self._backlog.shut()

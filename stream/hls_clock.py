@@ -15,3 +15,9 @@ TIMESTAMP_MAP = f"X-TIMESTAMP-MAP=MPEGTS:{TS_ORIGIN},LOCAL:00:00:00.000"
 def ticks(seconds: float) -> int:
     """Media time in MPEG-TS clock ticks (1/90 000 s)."""
     return round(seconds * MPEGTS_HZ)
+
+
+# A track whose timestamps jump on by more than this (a reconnect, an RTP outage) starts a new segment marked
+# EXT-X-DISCONTINUITY, and encoders start it on a keyframe; shorter holes stay inside a segment, where players step
+# over them.
+JUMP_TICKS = ticks(1.0)

@@ -13,10 +13,13 @@ from types import MappingProxyType
 import av
 import numpy as np
 from av.audio.resampler import AudioResampler
+from av.audio.stream import AudioStream
 from av.container import OutputContainer
 from av.stream import Stream
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
+from av.video.stream import VideoStream
 
 from stream.hls_clock import MPEGTS_HZ
 
@@ -36,7 +39,8 @@ def can_remux(stream: Stream) -> bool:
     if stream.type != "video" or name != "h264":
         return False
     # 4:2:2 and 10-bit H.264 (studio feeds) play in no browser: those are re-encoded.
-    return stream.codec_context.pix_fmt in (None, "yuv420p", "yuvj420p")
+    ctx = stream.codec_context
+    return isinstance(ctx, VideoCodecContext) and ctx.pix_fmt in (None, "yuv420p", "yuvj420p")
 
 
 def avc_codec(data: bytes | None) -> str | None:
@@ -87,7 +91,7 @@ class _VideoEncoder:
         stream.codec_context.options = {**X264_OPTIONS, "forced-idr": "1", "x264-params": "scenecut=0:keyint=600"}
         stream.codec_context.thread_count = 1  # cheap at this size; leaves the other cores to captioning
         self._holder.start_encoding()
-        self.template: Stream = stream
+        self.template: VideoStream = stream
         self._scaler = VideoReformatter()
         self.last_pts: int | None = None
         self.next_key: int | None = None
@@ -117,7 +121,7 @@ class _AudioEncoder:
         stream.bit_rate = 64_000 if channels == 1 else 128_000
         stream.codec_context.time_base = Fraction(1, AUDIO_RATE)
         self._holder.start_encoding()
-        self.template: Stream = stream
+        self.template: AudioStream = stream
         self._frame_size = stream.codec_context.frame_size
         self._resampler: AudioResampler | None = None
         self._input: tuple[str, str, int] | None = None

@@ -1,17 +1,14 @@
 """The text ``stream.hls`` publishes, rendered by pure functions from records of what has been written: media
 playlists (of .ts or, for the captions, .vtt segments), the master playlist with its Thai SUBTITLES rendition, and
-WebVTT caption segments with cue times in media time; plus ``_write_atomically``, which puts such a file in place
-so that readers never see half of one.
+WebVTT caption segments with cue times in media time. No I/O: ``hls_playlist_writer`` puts the text in place.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from common.cues import Utterance, vtt_cue_block
 from common.cues import cues as caption_cues
@@ -24,7 +21,9 @@ SUBTITLE_NAME = "ไทย"
 
 
 @dataclass(frozen=True)
-class _Cue:
+class Cue:
+    """A caption in media seconds; ``utterance`` (the engine's segment id) groups the pieces that roll up."""
+
     start: float
     end: float
     text: str
@@ -32,7 +31,9 @@ class _Cue:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class Segment:
+    """A media segment as written: its .ts file and, by the same name, its .vtt caption segment."""
+
     seq: int
     name: str
     start: int  # media ticks
@@ -51,7 +52,9 @@ class _Segment:
 
 
 @dataclass(frozen=True)
-class _Variant:
+class Variant:
+    """What the master playlist announces of the stream: RFC 6381 codec strings and the picture size."""
+
     codecs: str
     resolution: tuple[int, int] | None
 
@@ -66,7 +69,7 @@ def target_duration(longest: float) -> int:
 
 
 def render_media_playlist(
-    segments: Sequence[_Segment], *, target: int, ended: bool, discontinuities_before: int, subtitles: bool = False
+    segments: Sequence[Segment], *, target: int, ended: bool, discontinuities_before: int, subtitles: bool = False
 ) -> str:
     """A media playlist listing ``segments`` (their .ts, or with ``subtitles`` their .vtt)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}"]
@@ -85,7 +88,7 @@ def render_media_playlist(
 
 
 def render_master_playlist(
-    variant: _Variant, *, bandwidth: int, average: int, media_uri: str, subtitles_uri: str
+    variant: Variant, *, bandwidth: int, average: int, media_uri: str, subtitles_uri: str
 ) -> str:
     """The master playlist: one variant, with the captions as a default WebVTT SUBTITLES rendition."""
     subs = (
@@ -101,7 +104,7 @@ def render_master_playlist(
     return "\n".join(lines) + "\n"
 
 
-def render_vtt(captions: Iterable[_Cue]) -> str:
+def render_vtt(captions: Iterable[Cue]) -> str:
     """A WebVTT segment: cue times are media time, mapped onto the MPEG-TS clock by ``TIMESTAMP_MAP``."""
     pieces = [Utterance(n, round(c.start * 1000), round(c.end * 1000), c.text) for n, c in enumerate(captions)]
     blocks = [f"WEBVTT\n{TIMESTAMP_MAP}", *(vtt_cue_block(cue) for cue in caption_cues(pieces))]
@@ -110,13 +113,7 @@ def render_vtt(captions: Iterable[_Cue]) -> str:
     return "".join(block + "\n\n" for block in blocks)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    # Readers (the HTTP handler, a CDN) must never see half a playlist.
-    part = path.with_name(path.name + ".tmp")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-
-
-def _date(epoch: float, media_ticks: int) -> str:
+def program_date_time(epoch: float, media_ticks: int) -> str:
+    """EXT-X-PROGRAM-DATE-TIME of media time ``media_ticks`` when media time 0 was Unix time ``epoch``."""
     moment = datetime.fromtimestamp(epoch + media_ticks / MPEGTS_HZ, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
