@@ -1,0 +1,408 @@
+"""The transcript search index in SQLite: schema, indexing, and the search itself (see archive/search.py).
+
+Tables (created idempotently by `ensure_schema`, in the archive's own database file):
+
+* `search_docs`: one row per indexed segment (`doc` = the segment id): its latest text, the text's folded search
+  form, and the fields filters use (sitting, the sitting's Bangkok date, chamber, speaker name, agenda item,
+  bill), plus `at` (epoch ms of the moment spoken) for recency.
+* `search_terms`: a contentless FTS5 table (`detail=none`, so it stores only which documents have a term: small)
+  over each segment's `index_terms` (trigrams plus cluster-aligned 1–2 character pieces), written as
+  space-separated tokens. The `ascii` tokenizer splits only on ASCII punctuation and spaces, so Thai terms pass
+  through whole. Contentless rows are deleted by re-sending their terms, which `search_docs.folded` recomputes;
+  changing `index_terms` therefore changes `INDEX_VERSION`, and `ensure_schema` rebuilds the index.
+
+A search parses the query, picks candidates, verifies each in Python (`search.score`) and ranks them by relevance
+then recency. Candidates come from one of two places:
+
+* *filtered scan*: when the filters (and the pinned `top`) leave at most `window` documents, all of them are
+  read and verified. Exact and complete: a sitting, a speaker or an agenda item is always this case.
+* *index window*: otherwise the FTS5 lookup yields the newest `window` candidates (by document id, which grows
+  as segments are recorded), filters applied in the same query. Ranking is exact within that window; the next
+  window starts below it once its pages are read, and `SearchPage.exhaustive` is False while more windows
+  remain. A term in a quarter of all segments (`ปี`) thus costs one window, not a quarter of the archive.
+
+Wiring into archive/store_sqlite.py (to do; every call runs on the writer thread, inside the write's transaction,
+so a final is searchable as soon as the write that records it commits):
+
+* `SqliteStore._open_writer`, after `_migrate(conn)`: `search_sqlite.ensure_schema(conn)`.
+* `add_segment`'s `work`, after the INSERT: `index_segment(conn, segment.id, sitting_id, start_ms, text,
+  sitting_at=<sittings.started_at or scheduled_at or created_at>, chamber=<sittings.chamber>,
+  speaker=<speakers.name for speaker_id>, agenda_item_id=agenda_item_id,
+  bill_id=<agenda_items.bill_id for agenda_item_id>)`.
+* the correction write (new revision of a segment): `reindex(conn, segment_id, new_text)`.
+* `set_sitting_status(..., "live")` sets `started_at`: `set_sitting_time(conn, sitting_id, started_at)` so
+  recency and the date filter follow the real start.
+* reads: `SqliteStore.search(...)` = `await self._read(lambda conn: search(conn, q, filters, cursor, limit))`;
+  `search` only reads, so it runs on a query-only reader connection.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from archive import search as core
+from archive.search import Cursor, Query, QueryError, Span
+
+INDEX_VERSION = 1
+DEFAULT_WINDOW = 5000
+MAX_LIMIT = 100
+# Sittings are dated as Thai readers know them.
+_BANGKOK = timedelta(hours=7)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS search_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS search_docs (
+    doc INTEGER PRIMARY KEY,
+    sitting_id TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    chamber TEXT,
+    speaker TEXT,
+    agenda_item_id INTEGER,
+    bill_id TEXT,
+    text TEXT NOT NULL,
+    folded TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_docs_sitting ON search_docs (sitting_id, doc);
+CREATE INDEX IF NOT EXISTS search_docs_day ON search_docs (day, doc);
+CREATE INDEX IF NOT EXISTS search_docs_speaker ON search_docs (speaker, doc);
+CREATE INDEX IF NOT EXISTS search_docs_bill ON search_docs (bill_id, doc);
+CREATE INDEX IF NOT EXISTS search_docs_agenda ON search_docs (agenda_item_id, doc);
+CREATE INDEX IF NOT EXISTS search_docs_chamber ON search_docs (chamber, doc);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_terms USING fts5(terms, content='', detail=none, tokenize='ascii');
+"""
+
+FILTER_FIELDS = ("sitting", "from", "to", "chamber", "speaker", "bill", "agenda_item")
+_CHAMBERS = ("senate", "joint", "committee")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the search tables if missing; rebuild the terms if they were written by another INDEX_VERSION."""
+    conn.executescript(_SCHEMA)
+    row = conn.execute("SELECT value FROM search_meta WHERE key = 'index_version'").fetchone()
+    if row is not None and int(row[0]) == INDEX_VERSION:
+        return
+    conn.execute("INSERT INTO search_terms (search_terms) VALUES ('delete-all')")
+    rows = conn.execute("SELECT doc, folded FROM search_docs").fetchall()
+    conn.executemany("INSERT INTO search_terms (rowid, terms) VALUES (?, ?)", ((r[0], _terms(r[1])) for r in rows))
+    conn.execute("INSERT OR REPLACE INTO search_meta (key, value) VALUES ('index_version', ?)", (str(INDEX_VERSION),))
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDoc:
+    """What the index needs of a segment (latest revision) and its context."""
+
+    segment_id: int
+    sitting_id: str
+    start_ms: int
+    text: str
+    sitting_at: str  # ISO-8601 UTC: when the sitting started (or was scheduled / created)
+    chamber: str | None = None
+    speaker: str | None = None
+    agenda_item_id: int | None = None
+    bill_id: str | None = None
+
+
+def _terms(folded: str) -> str:
+    return " ".join(core.index_terms(folded))
+
+
+def _epoch_ms(iso: str) -> int:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _day(iso: str) -> str:
+    return (datetime.fromtimestamp(_epoch_ms(iso) / 1000, UTC) + _BANGKOK).date().isoformat()
+
+
+def _unindex_terms(conn: sqlite3.Connection, doc: int) -> bool:
+    row = conn.execute("SELECT folded FROM search_docs WHERE doc = ?", (doc,)).fetchone()
+    if row is None:
+        return False
+    conn.execute("INSERT INTO search_terms (search_terms, rowid, terms) VALUES ('delete', ?, ?)", (doc, _terms(row[0])))
+    return True
+
+
+def index_segments(conn: sqlite3.Connection, docs: Iterable[SegmentDoc]) -> int:
+    """Index (or re-index) segments; the caller owns the transaction. Returns how many were written."""
+    batch = list(docs)
+    for i in range(0, len(batch), 500):
+        # Contentless FTS5 forgets a row only when told its old terms; new segments (the bulk case) have none.
+        ids = [d.segment_id for d in batch[i : i + 500]]
+        old = conn.execute(f"SELECT doc, folded FROM search_docs WHERE doc IN ({','.join('?' * len(ids))})", ids)
+        conn.executemany(
+            "INSERT INTO search_terms (search_terms, rowid, terms) VALUES ('delete', ?, ?)",
+            [(doc, _terms(folded)) for doc, folded in old.fetchall()],
+        )
+    rows = []
+    terms = []
+    for d in batch:
+        folded = core.fold(d.text)
+        at = _epoch_ms(d.sitting_at)
+        rows.append(
+            (d.segment_id, d.sitting_id, d.start_ms, at + d.start_ms, _day(d.sitting_at), d.chamber, d.speaker,
+             d.agenda_item_id, d.bill_id, d.text, folded)
+        )  # fmt: skip
+        terms.append((d.segment_id, _terms(folded)))
+    conn.executemany(
+        "INSERT OR REPLACE INTO search_docs (doc, sitting_id, start_ms, at, day, chamber, speaker, agenda_item_id,"
+        " bill_id, text, folded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany("INSERT INTO search_terms (rowid, terms) VALUES (?, ?)", terms)
+    return len(batch)
+
+
+def index_segment(
+    conn: sqlite3.Connection,
+    segment_id: int,
+    sitting_id: str,
+    start_ms: int,
+    text: str,
+    *,
+    sitting_at: str,
+    chamber: str | None = None,
+    speaker: str | None = None,
+    agenda_item_id: int | None = None,
+    bill_id: str | None = None,
+) -> None:
+    """Index one segment (replacing what was indexed under its id); searchable when the caller commits."""
+    index_segments(
+        conn,
+        [SegmentDoc(segment_id, sitting_id, start_ms, text, sitting_at, chamber, speaker, agenda_item_id, bill_id)],
+    )
+
+
+def reindex(conn: sqlite3.Connection, segment_id: int, text: str) -> bool:
+    """Replace an indexed segment's text with a new revision, keeping its context; False if it is not indexed."""
+    if not _unindex_terms(conn, segment_id):
+        return False
+    folded = core.fold(text)
+    conn.execute("UPDATE search_docs SET text = ?, folded = ? WHERE doc = ?", (text, folded, segment_id))
+    conn.execute("INSERT INTO search_terms (rowid, terms) VALUES (?, ?)", (segment_id, _terms(folded)))
+    return True
+
+
+def unindex(conn: sqlite3.Connection, segment_id: int) -> bool:
+    """Remove a segment from the index; False if it was not indexed."""
+    if not _unindex_terms(conn, segment_id):
+        return False
+    conn.execute("DELETE FROM search_docs WHERE doc = ?", (segment_id,))
+    return True
+
+
+def set_sitting_time(conn: sqlite3.Connection, sitting_id: str, sitting_at: str) -> None:
+    """Move a sitting's segments to its real start time (recency and the date filter)."""
+    conn.execute(
+        "UPDATE search_docs SET at = ? + start_ms, day = ? WHERE sitting_id = ?",
+        (_epoch_ms(sitting_at), _day(sitting_at), sitting_id),
+    )
+
+
+def optimize(conn: sqlite3.Connection) -> None:
+    """Merge the FTS5 index into one b-tree after a bulk load (smaller and faster; slow on a big index)."""
+    conn.execute("INSERT INTO search_terms (search_terms) VALUES ('optimize')")
+
+
+# -- searching -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    sitting: str | None = None
+    date_from: str | None = None  # YYYY-MM-DD, inclusive, the sitting's Bangkok date
+    date_to: str | None = None
+    chamber: str | None = None
+    speaker: str | None = None
+    bill: str | None = None
+    agenda_item: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> SearchFilters:
+        """Filters from query-string parameters (`sitting`, `from`, `to`, …); QueryError names a bad or unknown one.
+
+        `q`, `cursor` and `limit` are ignored here (they are the search's own parameters).
+        """
+        values = core.parse_filters(params, FILTER_FIELDS)
+        for key, value in values.items():
+            if not value.strip() or len(value) > 200:
+                raise QueryError(key, f"{key} must be 1 to 200 characters")
+        for key in ("from", "to"):
+            if key in values:
+                _parse_day(key, values[key])
+        if "from" in values and "to" in values and values["from"] > values["to"]:
+            raise QueryError("from", "from is after to")
+        if "chamber" in values and values["chamber"] not in _CHAMBERS:
+            raise QueryError("chamber", f"chamber must be one of {', '.join(_CHAMBERS)}")
+        agenda_item = None
+        if "agenda_item" in values:
+            if not values["agenda_item"].isascii() or not values["agenda_item"].isdigit():
+                raise QueryError("agenda_item", "agenda_item must be a whole number")
+            agenda_item = int(values["agenda_item"])
+        return cls(
+            sitting=values.get("sitting"),
+            date_from=values.get("from"),
+            date_to=values.get("to"),
+            chamber=values.get("chamber"),
+            speaker=values.get("speaker"),
+            bill=values.get("bill"),
+            agenda_item=agenda_item,
+        )
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value, op in (
+            ("d.sitting_id", self.sitting, "="),
+            ("d.day", self.date_from, ">="),
+            ("d.day", self.date_to, "<="),
+            ("d.chamber", self.chamber, "="),
+            ("d.speaker", self.speaker, "="),
+            ("d.bill_id", self.bill, "="),
+            ("d.agenda_item_id", self.agenda_item, "="),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        return (" AND ".join(clauses) or "1"), params
+
+
+def _parse_day(key: str, value: str) -> date:
+    try:
+        if not _DAY.fullmatch(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise QueryError(key, f"{key} must be a date as YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    segment_id: int
+    sitting_id: str
+    start_ms: int
+    day: str
+    speaker: str | None
+    agenda_item_id: int | None
+    bill_id: str | None
+    score: int
+    snippet: list[Span]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segment_id": self.segment_id,
+            "sitting_id": self.sitting_id,
+            "start_ms": self.start_ms,
+            "day": self.day,
+            "speaker": self.speaker,
+            "agenda_item_id": self.agenda_item_id,
+            "bill_id": self.bill_id,
+            "score": self.score,
+            "snippet": [s.to_dict() for s in self.snippet],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_cursor: str | None
+    # True when this page's ranking saw every candidate; False when older candidates lie beyond its window,
+    # reached through next_cursor once this window's pages are read (see the module docstring).
+    exhaustive: bool
+
+
+def search(
+    conn: sqlite3.Connection,
+    q: str | Query,
+    filters: SearchFilters | None = None,
+    cursor: str | None = None,
+    limit: int = 20,
+    *,
+    window: int = DEFAULT_WINDOW,
+) -> SearchPage:
+    """One page of segments matching `q`, best first; only reads. QueryError (naming the field) for bad input."""
+    query = q if isinstance(q, Query) else core.parse_query(q)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise QueryError("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    position = Cursor.decode(cursor, query) if cursor is not None else None
+    filters = filters or SearchFilters()
+    where, params = filters.where()
+    if position is not None:
+        top = position.top
+    else:
+        top = conn.execute("SELECT coalesce(max(doc), 0) FROM search_docs").fetchone()[0]
+
+    in_scope = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM search_docs d WHERE d.doc <= ? AND {where} LIMIT ?)",
+        [top, *params, window + 1],
+    ).fetchone()[0]
+    if in_scope <= window:
+        rows = conn.execute(
+            f"SELECT d.doc, d.at, d.folded FROM search_docs d WHERE d.doc <= ? AND {where}", [top, *params]
+        )
+        exhaustive = True
+    else:
+        match = " AND ".join(f'"{term}"' for term in query.lookup())
+        rows = conn.execute(
+            "SELECT d.doc, d.at, d.folded FROM search_terms f CROSS JOIN search_docs d ON d.doc = f.rowid"
+            f" WHERE search_terms MATCH ? AND f.rowid <= ? AND {where} ORDER BY f.rowid DESC LIMIT ?",
+            [match, top, *params, window],
+        )
+        exhaustive = False
+    ranked: list[tuple[tuple[int, int, int], int]] = []
+    lowest = None
+    scanned = 0
+    for doc, at, folded in rows:
+        scanned += 1
+        lowest = doc
+        s = core.score(query, folded)
+        if s is not None:
+            ranked.append((core.rank_key(s, at, doc), s))
+    if not exhaustive and scanned < window:
+        exhaustive = True
+    ranked.sort()
+    if position is not None and position.after is not None:
+        after = core.rank_key(*position.after)
+        ranked = [r for r in ranked if r[0] > after]
+    page = ranked[:limit]
+    fingerprint = query.fingerprint()
+    if len(ranked) > limit:
+        key = page[-1][0]
+        next_cursor: str | None = Cursor(fingerprint, top, (-key[0], -key[1], -key[2])).encode()
+    elif not exhaustive and lowest is not None and lowest > 1:
+        next_cursor = Cursor(fingerprint, lowest - 1, None).encode()
+    else:
+        next_cursor = None
+    return SearchPage(_hits(conn, query, page), next_cursor, exhaustive)
+
+
+def _hits(conn: sqlite3.Connection, query: Query, page: list[tuple[tuple[int, int, int], int]]) -> list[SearchHit]:
+    if not page:
+        return []
+    docs = [-key[2] for key, _ in page]
+    rows = {
+        row[0]: row
+        for row in conn.execute(
+            "SELECT doc, sitting_id, start_ms, day, speaker, agenda_item_id, bill_id, text FROM search_docs"
+            f" WHERE doc IN ({','.join('?' * len(docs))})",
+            docs,
+        )
+    }
+    hits = []
+    for (key, s), doc in zip(page, docs, strict=True):
+        row = rows[doc]
+        hits.append(SearchHit(doc, row[1], row[2], row[3], row[4], row[5], row[6], s, core.snippet(query, row[7])))
+    return hits
