@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test test-fast check lint bench-fanout bench-captions clean system-deps
+.PHONY: install run documents test test-fast check lint bench-fanout bench-captions clean system-deps
 
 install: $(STAMP)
 
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian's chromium (and Thai fonts) for the browser tests, since Playwright never downloads a browser of its own
-# here; redis-server so the tests can start a private Redis where none answers on 6379.
-APT_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium fonts-thai-tlwg) $(if $(shell command -v redis-server),,redis-server)
+# here; redis-server so the tests can start a private Redis where none answers on 6379; GStreamer's webrtcbin
+# (with x264 and Opus, driven from the system python3 through python3-gi) for the real-encoder WHIP test.
+GSTREAMER_PACKAGES := gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-tools python3-gi gir1.2-gstreamer-1.0 \
+	gir1.2-gst-plugins-bad-1.0
+GSTREAMER_READY := $(shell gst-inspect-1.0 webrtcbin >/dev/null 2>&1 && gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+	&& gst-inspect-1.0 nicesink >/dev/null 2>&1 && /usr/bin/python3 -c "import gi" 2>/dev/null && echo yes)
+APT_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium fonts-thai-tlwg) $(if $(shell command -v redis-server),,redis-server) \
+	$(if $(GSTREAMER_READY),,$(GSTREAMER_PACKAGES))
 system-deps:
 	@if [ -n "$(strip $(APT_PACKAGES))" ]; then \
 		if command -v apt-get >/dev/null; then \
@@ -31,6 +38,11 @@ system-deps:
 
 run: install
 	$(PY) server.py --demo
+
+# Load (or refresh) the constitutions and Acts from ../shared/data/text into the archive at DATABASE_URL;
+# idempotent: unchanged documents are skipped. A server whose collection is empty does this itself at start-up.
+documents: install
+	$(PY) -m archive.documents load
 
 test: install system-deps check
 	$(PY) -m pytest

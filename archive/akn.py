@@ -51,10 +51,19 @@ class DebateRecord:
     generated_at: str  # ISO-8601 UTC: the expression's date
 
 
+# Characters XML 1.0 cannot carry at all (C0 controls but tab/newline/CR, surrogates, U+FFFE/U+FFFF): stored text
+# may hold them (an operator's motion, a caption), and lxml refuses them, so they are dropped from the document.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(value: str) -> str:
+    return _NOT_XML.sub("", value)
+
+
 def _el(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.SubElement(parent, f"{{{AKN_NS}}}{tag}", {k.rstrip("_"): v for k, v in attrs.items()})
+    el = etree.SubElement(parent, f"{{{AKN_NS}}}{tag}", {k.rstrip("_"): _xml(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = text
+        el.text = _xml(text)
     return el
 
 

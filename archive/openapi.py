@@ -1,51 +1,135 @@
-"""The OpenAPI document served at ``/openapi.json``, written out by hand so it says what the code does."""
+"""``/openapi.json``, built from the app's route table and the models of :mod:`archive.schemas`.
+
+Nothing here is written by hand: a route is in the document when the app serves it and ``OPERATIONS`` describes
+it, with the parameters, bodies and answers of the same models that validate its requests. Routes no
+``Operation`` describes (pages, static files, the WebSocket, WHIP/WHEP with their SDP bodies) are left out; they
+are in docs/api.md.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
-_ERR = {"$ref": "#/components/responses/Error"}
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"}
-_SITTING_PARAM = {"name": "sitting_id", "in": "path", "required": True, "schema": _ID}
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.routing import BaseRoute, Route
+
+from archive.schemas import JSON, OPERATIONS, Error, Operation
+
+_REF = "#/components/schemas/{model}"
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # Starlette's {name:path} is OpenAPI's {name}
+
+REASONS = {
+    400: "A query parameter is invalid; `field` names it",
+    401: "No credentials, or wrong ones: a staff session cookie, an API token, or OPERATOR_TOKEN before accounts",
+    403: "Signed in without the permission this needs, or a session request without its X-CSRF-Token",
+    404: "No such resource (or a malformed id, which names none)",
+    409: "A sitting with that id already exists",
+    413: "The request body is larger than the endpoint accepts",
+    415: "The request body's media type is not one the endpoint accepts",
+    422: "The JSON body is invalid; `field` names the culprit (`body` for the whole body)",
+    429: "Too many connections, or failed sign-ins, from this address or for this account (see Retry-After)",
+    503: "A dependency (the broker or the database) is unavailable",
+}
 
 
-def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+def route_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str, Operation]]:
+    """(method, OpenAPI path, operation) for each method of each route that ``OPERATIONS`` describes."""
+    found = []
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        path = _CONVERTOR.sub(r"{\1}", route.path)
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            operation = OPERATIONS.get((method, path))
+            if operation is not None:
+                found.append((method, path, operation))
+    return found
 
 
-def _op(
-    summary: str,
-    *,
-    operator: bool = False,
-    body: dict[str, Any] | None = None,
-    ok: int = 200,
-    params: list[dict[str, Any]] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    responses: dict[str, Any] = {str(ok): _json('Success: {"ok": true, ...}')}
-    if operator:
-        responses.update({"401": _ERR, "404": _ERR, "422": _ERR})
-    responses.update(extra or {})
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
-    if params:
-        op["parameters"] = params
-    if operator:
-        op["security"] = [{"operatorToken": []}]
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    return op
+def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        # A parameter may be absent; "null" is no value a query string can carry.
+        if "anyOf" in prop:
+            members = [m for m in prop.pop("anyOf") if m.get("type") != "null"]
+            prop = {**prop, **members[0]} if len(members) == 1 else {**prop, "anyOf": members}
+        description = prop.pop("description", None)
+        param: dict[str, Any] = {"name": name, "in": where, "required": where == "path" or name in required}
+        if description:
+            param["description"] = f"must be {description}"
+        param["schema"] = prop
+        params.append(param)
+    return params
 
 
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props, "additionalProperties": False}
+def _error(status: int, reason: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": reason or REASONS[status],
+        "content": {JSON: {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+    if status == 429:
+        answer["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+    return answer
 
 
-_STR = {"type": "string"}
-_COUNT = {"type": "integer", "minimum": 0}
+def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes``."""
+    described = route_operations(routes)
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Error, "serialization")]
+    for _, _, op in described:
+        if op.body is not None:
+            wanted.append((op.body, "validation"))
+        wanted.extend((form, "validation") for form in op.forms.values())
+        if isinstance(op.ok[1], type):
+            wanted.append((op.ok[1], "serialization"))
+    refs, definitions = models_json_schema(sorted(set(wanted), key=lambda m: m[0].__name__), ref_template=_REF)
 
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, op in described:
+        status, shape = op.ok
+        if isinstance(shape, type):
+            content = {JSON: {"schema": refs[(shape, "serialization")]}}
+            said = ['Success: {"ok": true, ...}']
+        else:
+            content = {media: {"schema": {"type": "string"}} for media in shape}
+            said = [f"{media}: {text}" for media, text in shape.items()]
+        content.update({media: {"schema": {"type": "string"}} for media in op.alternatives})
+        description = "; ".join(said + [f"{media} ({text})" for media, text in op.alternatives.items()])
+        responses: dict[str, Any] = {str(status): {"description": description, "content": content}}
+        responses.update({str(code): _error(code, op.reasons.get(code)) for code in sorted(op.errors)})
+        operation: dict[str, Any] = {
+            "operationId": f"{method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path).rstrip('_')}",
+            "summary": op.summary,
+            "responses": responses,
+        }
+        parameters = _parameters(op.path, "path") + _parameters(op.query, "query")
+        parameters += [
+            {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
+            for name, text in op.headers.items()
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        bodies = {JSON: op.body} if op.body is not None else {}
+        bodies.update(op.forms)
+        request_content: dict[str, dict[str, Any]] = {
+            media: {"schema": refs[(model, "validation")]} for media, model in bodies.items()
+        }
+        binary = {"type": "string", "format": "binary"}
+        request_content.update({media: {"schema": binary, "description": text} for media, text in op.raw.items()})
+        if request_content:
+            operation["requestBody"] = {"required": True, "content": request_content}
+        if op.operator:
+            operation["security"] = [{"operatorToken": []}]
+        paths.setdefault(path, {})[method.lower()] = operation
 
-def openapi_document() -> dict[str, Any]:
-    since = {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -53,132 +137,9 @@ def openapi_document() -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Live Thai legislative sittings: events, transcripts, operator API. See docs/api.md.",
         },
-        "paths": {
-            "/healthz": {"get": _op("Liveness and dependency health")},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
-            "/api/sittings": {
-                "get": _op(
-                    "List sittings, newest first",
-                    params=[
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    ],
-                ),
-                "post": _op(
-                    "Create a sitting",
-                    operator=True,
-                    ok=201,
-                    extra={"409": _ERR},
-                    body=_obj(
-                        ["title", "chamber"],
-                        id=_ID,
-                        title=_STR,
-                        chamber={"enum": ["senate", "joint", "committee"]},
-                        scheduled_at={"type": "string", "format": "date-time"},
-                    ),
-                ),
-            },
-            "/api/sittings/{sitting_id}": {
-                "get": _op(
-                    "A sitting's state (agenda, speaker, votes) and its channel position",
-                    params=[_SITTING_PARAM],
-                    extra={"404": _ERR},
-                )
-            },
-            "/api/sittings/{sitting_id}/transcript": {
-                "get": _op(
-                    "The transcript of final captions",
-                    params=[
-                        _SITTING_PARAM,
-                        {"name": "format", "in": "query", "schema": {"enum": ["json", "txt", "vtt", "srt"]}},
-                    ],
-                    extra={"400": _ERR, "404": _ERR},
-                )
-            },
-            "/api/sittings/{sitting_id}/status": {
-                "post": _op(
-                    "Set the sitting's status",
-                    operator=True,
-                    params=[_SITTING_PARAM],
-                    body=_obj(["status"], status={"enum": ["scheduled", "live", "adjourned"]}, reason=_STR),
-                )
-            },
-            "/api/sittings/{sitting_id}/agenda": {
-                "post": _op(
-                    "Move to an agenda item",
-                    operator=True,
-                    ok=201,
-                    params=[_SITTING_PARAM],
-                    body=_obj(["title"], title=_STR, bill_id=_ID, order={"type": "integer", "minimum": 1}),
-                )
-            },
-            "/api/sittings/{sitting_id}/votes": {
-                "post": _op(
-                    "Record a vote result",
-                    operator=True,
-                    ok=201,
-                    params=[_SITTING_PARAM],
-                    body=_obj(
-                        ["motion", "yes", "no", "abstain", "absent", "result"],
-                        motion=_STR,
-                        yes=_COUNT,
-                        no=_COUNT,
-                        abstain=_COUNT,
-                        absent=_COUNT,
-                        result={"enum": ["passed", "rejected"]},
-                        bill_id=_ID,
-                    ),
-                )
-            },
-            "/api/sittings/{sitting_id}/speaker": {
-                "post": _op(
-                    "Set the current speaker",
-                    operator=True,
-                    ok=201,
-                    params=[_SITTING_PARAM],
-                    body=_obj(["name"], name=_STR, role=_STR),
-                )
-            },
-            "/api/bills/{bill_id}": {
-                "get": _op(
-                    "A bill",
-                    params=[{"name": "bill_id", "in": "path", "required": True, "schema": _ID}],
-                    extra={"404": _ERR},
-                ),
-                "post": _op(
-                    "Create or update a bill and announce its status",
-                    operator=True,
-                    params=[{"name": "bill_id", "in": "path", "required": True, "schema": _ID}],
-                    body=_obj(["title"], title=_STR, status=_STR),
-                ),
-            },
-            "/api/channels/{channel}/events": {
-                "get": {
-                    "summary": "Server-Sent Events of a channel; id is the seq; honours Last-Event-ID and ?since=",
-                    "parameters": [
-                        {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}},
-                        since,
-                    ],
-                    "responses": {"200": {"description": "text/event-stream"}, "400": _ERR},
-                }
-            },
-        },
+        "paths": paths,
         "components": {
+            "schemas": definitions.get("$defs", {}),
             "securitySchemes": {"operatorToken": {"type": "http", "scheme": "bearer"}},
-            "responses": {
-                "Error": _json(
-                    "Error",
-                    {
-                        "type": "object",
-                        "required": ["ok", "status", "error"],
-                        "properties": {
-                            "ok": {"const": False},
-                            "status": {"type": "integer"},
-                            "error": _STR,
-                            "field": _STR,
-                        },
-                    },
-                )
-            },
         },
     }

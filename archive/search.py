@@ -17,23 +17,24 @@ common. This module needs no word segmentation at all:
   cluster boundary, no excluded term may. The index only narrows; this module decides.
 
 Relevance is the number of occurrences of the query's terms (each term counted at most three times); ties go to
-the more recent segment. A store pages through results with `Cursor`s, opaque base64 strings bound to the query
-that produced them.
+the more recent segment. A store pages through results with `Cursor`s: positions in the ranking, written as a
+few integers (`CURSOR_REGEX`) so that an API can document exactly which cursors it accepts.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 
 MAX_QUERY_CHARS = 200
-MAX_TERMS = 10
+# MAX_QUERY_CHARS bounds the number of terms too (at most 100: a character and a space each); what the terms cost
+# is bounded by MAX_LOOKUP below and by the store's candidate window.
+# Most index terms one query sends to the index lookup: a subset of the terms still narrows correctly.
+MAX_LOOKUP = 32
 # Longest run of trigrams one query term contributes to the index lookup: the lookup only narrows candidates
 # (match() verifies), and a few spread-out trigrams narrow as well as forty.
 MAX_GRAMS_PER_TERM = 12
@@ -132,9 +133,13 @@ def fold_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
     return "".join(folded), f_starts, f_ends
 
 
-_NOT_BOUNDARY = re.compile(
-    "(?=[" + "".join(sorted(_DEPENDENT)) + "])|(?<=[" + "".join(sorted(_LEADING)) + "])"
-    r"|(?<=[a-zA-Z])(?=[a-zA-Z])|(?<=\d)(?=\d)"
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# A *unit*: the text between two consecutive boundaries. A character continues the unit before it when it is a
+# dependent mark, follows a leading vowel, or is a Latin letter after a Latin letter or a digit after a digit.
+# One regex pass splits a run into units (index_terms' hot path: every segment is indexed through it).
+_UNIT = re.compile(
+    "(?s:.(?:[" + "".join(sorted(_DEPENDENT)) + "]|(?<=[" + "".join(sorted(_LEADING)) + "]).|(?<=[a-zA-Z])[a-zA-Z]"
+    r"|(?<=\d)\d)*)"
 )
 
 
@@ -142,15 +147,14 @@ def is_boundary(folded: str, pos: int) -> bool:
     """Whether a match may start or end at `pos`: not inside a Thai cluster, not between two Latin letters or digits."""
     if pos <= 0 or pos >= len(folded):
         return True
-    return _NOT_BOUNDARY.match(folded, pos) is None
-
-
-def _boundaries(run: str) -> list[bool]:
-    ok = [True] * (len(run) + 1)
-    for m in _NOT_BOUNDARY.finditer(run, 1, len(run)):
-        ok[m.start()] = False
-    ok[0] = ok[-1] = True
-    return ok
+    # Plain set tests rather than a regex: score() asks this of every candidate occurrence.
+    c, p = folded[pos], folded[pos - 1]
+    return not (
+        c in _DEPENDENT
+        or p in _LEADING
+        or (c in _ASCII_LETTERS and p in _ASCII_LETTERS)
+        or (c.isdecimal() and p.isdecimal())
+    )
 
 
 # -- index terms --------------------------------------------------------------------------------------------------
@@ -160,11 +164,11 @@ def index_terms(folded: str) -> set[str]:
     """The terms a segment with this folded text is indexed under: trigrams, and boundary-aligned 1–2 char pieces."""
     terms: set[str] = set()
     for run in folded.split(" "):
-        n = len(run)
-        terms |= {run[i : i + 3] for i in range(n - 2)}
-        ok = _boundaries(run)
-        terms.update(run[i : i + 1] for i in range(n) if ok[i] and ok[i + 1])
-        terms.update(run[i : i + 2] for i in range(n - 1) if ok[i] and ok[i + 2])
+        terms.update([run[i : i + 3] for i in range(len(run) - 2)])
+        # A boundary-aligned piece of one or two characters is one unit of that length or two one-character units.
+        units = _UNIT.findall(run)
+        terms.update([u for u in units if len(u) <= 2])
+        terms.update([a + b for a, b in zip(units, units[1:]) if len(a) == len(b) == 1])
     terms.discard("")
     return terms
 
@@ -205,15 +209,25 @@ class Query:
 
     def lookup(self) -> list[str]:
         """Index terms every match has (the union over the included terms), for the index to narrow with."""
-        return list(dict.fromkeys(g for t in self.include for g in lookup_terms(t.folded)))
-
-    def fingerprint(self) -> str:
-        """A short stable hash of what the query means, so a cursor cannot be replayed against another query."""
-        key = json.dumps([[t.folded for t in self.include], sorted(t.folded for t in self.exclude)])
-        return hashlib.sha256(key.encode()).hexdigest()[:12]
+        return list(dict.fromkeys(g for t in self.include for g in lookup_terms(t.folded)))[:MAX_LOOKUP]
 
 
 _TOKEN = re.compile(r'(-?)"([^"]*)"|(\S+)')
+
+# Exactly the queries an API accepts, as one regex (Python and ECMA-262 alike) for its documented schema: words
+# and "phrases" separated by spaces, each holding at least one character that folding keeps (a Thai letter, vowel
+# or digit, a Latin letter or a digit), `-` excluding, at least one term not excluded; MAX_QUERY_CHARS is the
+# schema's maxLength. Every string it matches parses (tests/test_search_core.py), and everything parse_query
+# refuses it refuses too, so no query the document calls valid is answered with a 400. It is stricter than the
+# parser in one way: a term of punctuation alone ("a , b"), which the parser skips, is refused.
+_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"  # str.isspace
+_KEPT = "0-9A-Za-z\\u0e01-\\u0e2e\\u0e30-\\u0e3a\\u0e40-\\u0e4e\\u0e50-\\u0e59"
+_WORD = f'[^"{_SPACE}]'
+_EXCLUDED = f'-(?:{_WORD}*?[{_KEPT}]{_WORD}*|"[^"]*?[{_KEPT}][^"]*")'
+_INCLUDED = f'(?:(?:[{_KEPT}]|[^"\\-{_SPACE}]{_WORD}*?[{_KEPT}]){_WORD}*|"[^"]*?[{_KEPT}][^"]*")'
+QUERY_REGEX = (
+    f"^[{_SPACE}]*(?:{_EXCLUDED}[{_SPACE}]+)*{_INCLUDED}(?:[{_SPACE}]+(?:{_INCLUDED}|{_EXCLUDED}))*[{_SPACE}]*$"
+)
 
 
 def parse_query(raw: str) -> Query:
@@ -242,8 +256,6 @@ def parse_query(raw: str) -> Query:
         if exclude:
             raise QueryError("q", "the query only excludes; add a word to search for")
         raise QueryError("q", "the query has nothing to search for")
-    if len(include) + len(exclude) > MAX_TERMS:
-        raise QueryError("q", f"the query has more than {MAX_TERMS} terms")
     return Query(raw, tuple(include), tuple(exclude))
 
 
@@ -353,6 +365,11 @@ def rank_key(score: int, at: int, doc: int) -> tuple[int, int, int]:
     return (-score, -at, -doc)
 
 
+# `top`, then optionally the `after` key (score, at, doc); at most 18 digits each, so always a 64-bit integer.
+CURSOR_REGEX = r"^[0-9]{1,18}(\.[0-9]{1,18}\.-?[0-9]{1,18}\.[0-9]{1,18})?$"
+_CURSOR = re.compile(CURSOR_REGEX.removeprefix("^").removesuffix("$"))
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a results page ended.
@@ -360,40 +377,24 @@ class Cursor:
     `top`: the highest document id the search considers, pinned on the first page so that segments indexed
     while a reader pages do not shift the pages. `after`: the (score, at, doc) of the last hit shown, or None to
     start the window at `top`. The store defines windows; this type only carries and checks the values.
+
+    A cursor is a position in a ranking, not a capability: given with another query (or other filters) it pages
+    that search from the same position, which is harmless, so every cursor of the documented form is valid.
     """
 
-    fingerprint: str
     top: int
     after: tuple[int, int, int] | None
 
     def encode(self) -> str:
-        payload = [1, self.fingerprint, self.top, list(self.after) if self.after else None]
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+        return ".".join(str(v) for v in (self.top, *(self.after or ())))
 
     @classmethod
-    def decode(cls, token: str, query: Query) -> Cursor:
-        """Parse a cursor from a previous page of the same query; QueryError(field="cursor") for anything else."""
-        if not isinstance(token, str) or not token or len(token) > 200:
-            raise QueryError("cursor", "the cursor is not valid")
-        try:
-            data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise QueryError("cursor", "the cursor is not valid") from None
-        if not (isinstance(data, list) and len(data) == 4 and data[0] == 1):
-            raise QueryError("cursor", "the cursor is not valid")
-        _, fingerprint, top, after = data
-        if not isinstance(fingerprint, str) or not _is_int(top) or top < 0:
-            raise QueryError("cursor", "the cursor is not valid")
-        if after is not None and not (isinstance(after, list) and len(after) == 3 and all(map(_is_int, after))):
-            raise QueryError("cursor", "the cursor is not valid")
-        if fingerprint != query.fingerprint():
-            raise QueryError("cursor", "the cursor belongs to a different query")
-        return cls(fingerprint, top, tuple(after) if after is not None else None)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    def decode(cls, token: str) -> Cursor:
+        """Parse a cursor written by `encode`; QueryError(field="cursor") for anything else."""
+        if not isinstance(token, str) or not _CURSOR.fullmatch(token):
+            raise QueryError("cursor", "the cursor is not valid; pass next_cursor from the previous page unchanged")
+        top, *after = (int(v) for v in token.split("."))
+        return cls(top, (after[0], after[1], after[2]) if after else None)
 
 
 def parse_filters(params: Mapping[str, str], allowed: Iterable[str]) -> dict[str, str]:
@@ -407,3 +408,102 @@ def parse_filters(params: Mapping[str, str], allowed: Iterable[str]) -> dict[str
             raise QueryError(key, f"unknown filter {key!r}; known: {', '.join(sorted(allowed))}")
         out[key] = value
     return out
+
+
+# -- filters and results ----------------------------------------------------------------------------------------
+
+FILTER_FIELDS = ("sitting", "from", "to", "chamber", "speaker", "bill", "agenda_item")
+_CHAMBERS = ("senate", "joint", "committee")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    """What a search is limited to; None is no limit. A `date_from` after `date_to` is an empty range, not an error."""
+
+    sitting: str | None = None
+    date_from: str | None = None  # YYYY-MM-DD, inclusive, the sitting's Bangkok date
+    date_to: str | None = None
+    chamber: str | None = None
+    speaker: str | None = None
+    bill: str | None = None
+    agenda_item: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> SearchFilters:
+        """Filters from query-string parameters (`sitting`, `from`, `to`, …); QueryError names a bad or unknown one.
+
+        `q`, `cursor` and `limit` are ignored here (they are the search's own parameters).
+        """
+        values = parse_filters(params, FILTER_FIELDS)
+        for key, value in values.items():
+            if not value.strip() or len(value) > 200:
+                raise QueryError(key, f"{key} must be 1 to 200 characters")
+        for key in ("from", "to"):
+            if key in values:
+                _parse_day(key, values[key])
+        if "chamber" in values and values["chamber"] not in _CHAMBERS:
+            raise QueryError("chamber", f"chamber must be one of {', '.join(_CHAMBERS)}")
+        agenda_item = None
+        if "agenda_item" in values:
+            item = values["agenda_item"]
+            if not item.isascii() or not item.isdigit() or len(item) > 18:
+                raise QueryError("agenda_item", "agenda_item must be a whole number")
+            agenda_item = int(values["agenda_item"])
+        return cls(
+            sitting=values.get("sitting"),
+            date_from=values.get("from"),
+            date_to=values.get("to"),
+            chamber=values.get("chamber"),
+            speaker=values.get("speaker"),
+            bill=values.get("bill"),
+            agenda_item=agenda_item,
+        )
+
+
+def _parse_day(key: str, value: str) -> date:
+    try:
+        if not _DAY.fullmatch(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise QueryError(key, f"{key} must be a date as YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One matching segment: where it is (sitting, media time), its context, and the snippet to show."""
+
+    segment_id: int
+    sitting_id: str
+    start_ms: int
+    day: str
+    speaker: str | None
+    agenda_item_id: int | None
+    bill_id: str | None
+    score: int
+    snippet: list[Span]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segment_id": self.segment_id,
+            "sitting_id": self.sitting_id,
+            "start_ms": self.start_ms,
+            "day": self.day,
+            "speaker": self.speaker,
+            "agenda_item_id": self.agenda_item_id,
+            "bill_id": self.bill_id,
+            "score": self.score,
+            "snippet": [s.to_dict() for s in self.snippet],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of hits, best first; `next_cursor` continues it (None on the last page)."""
+
+    hits: list[SearchHit]
+    next_cursor: str | None
+    # True when this page's ranking saw every candidate; False when older candidates lie beyond its window,
+    # reached through next_cursor once this window's pages are read (see the module docstring).
+    exhaustive: bool

@@ -21,35 +21,40 @@ then recency. Candidates come from one of two places:
   window starts below it once its pages are read, and `SearchPage.exhaustive` is False while more windows
   remain. A term in a quarter of all segments (`ปี`) thus costs one window, not a quarter of the archive.
 
-Wiring into archive/store_sqlite.py (to do; every call runs on the writer thread, inside the write's transaction,
-so a final is searchable as soon as the write that records it commits):
+Wiring in archive/store_sqlite.py: every write runs on the writer thread, inside the transaction of the write it
+follows, so a final is searchable as soon as the write that records it commits (before it is published):
 
-* `SqliteStore._open_writer`, after `_migrate(conn)`: `search_sqlite.ensure_schema(conn)`.
-* `add_segment`'s `work`, after the INSERT: `index_segment(conn, segment.id, sitting_id, start_ms, text,
-  sitting_at=<sittings.started_at or scheduled_at or created_at>, chamber=<sittings.chamber>,
-  speaker=<speakers.name for speaker_id>, agenda_item_id=agenda_item_id,
-  bill_id=<agenda_items.bill_id for agenda_item_id>)`.
-* the correction write (new revision of a segment): `reindex(conn, segment_id, new_text)`.
-* `set_sitting_status(..., "live")` sets `started_at`: `set_sitting_time(conn, sitting_id, started_at)` so
-  recency and the date filter follow the real start.
-* reads: `SqliteStore.search(...)` = `await self._read(lambda conn: search(conn, q, filters, cursor, limit))`;
-  `search` only reads, so it runs on a query-only reader connection.
+* opening: `ensure_schema(conn)` after the archive's migrations, then `backfill(conn)` in batches until it
+  returns 0 (archives recorded before search existed);
+* `add_segment`: `index_archived(conn, segment_id)` (context read from the archive's tables);
+* `revise_segment` (a correction): `reindex(conn, segment_id, new_text)`;
+* `set_sitting_status(..., "live")`: `set_sitting_time(conn, sitting_id, started_at)`, so recency and the date
+  filter follow the real start;
+* `SqliteStore.search` runs `search` on a query-only reader connection.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from archive import search as core
-from archive.search import Cursor, Query, QueryError, Span
+from archive.search import Cursor, Query, QueryError, SearchFilters, SearchHit, SearchPage
+
+# Re-exported: the filter and result types are the core's, shared by every store.
+__all__ = ["SearchFilters", "SearchHit", "SearchPage", "SegmentDoc", "ensure_schema", "index_segments", "search"]
 
 INDEX_VERSION = 1
+# The window for small collections (archive/documents_sqlite.py and _postgres.py use it).
 DEFAULT_WINDOW = 5000
+# How many of the newest candidates one page of a segment search ranks (and the most a filtered scan reads). The
+# cost of a common word, a short word or an exclusion is this window read and verified in Python, whatever the
+# archive's size: 5,000 cost 65–90 ms at p95 on the benchmark machine, 1,000 a fifth of that. Further candidates
+# are ranked in the next windows (next_cursor), so nothing is lost, only ranked window by window.
+SEGMENT_WINDOW = 1000
 MAX_LIMIT = 100
 # Sittings are dated as Thai readers know them.
 _BANGKOK = timedelta(hours=7)
@@ -77,10 +82,6 @@ CREATE INDEX IF NOT EXISTS search_docs_agenda ON search_docs (agenda_item_id, do
 CREATE INDEX IF NOT EXISTS search_docs_chamber ON search_docs (chamber, doc);
 CREATE VIRTUAL TABLE IF NOT EXISTS search_terms USING fts5(terms, content='', detail=none, tokenize='ascii');
 """
-
-FILTER_FIELDS = ("sitting", "from", "to", "chamber", "speaker", "bill", "agenda_item")
-_CHAMBERS = ("senate", "joint", "committee")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -204,6 +205,43 @@ def unindex(conn: sqlite3.Connection, segment_id: int) -> bool:
     return True
 
 
+# A segment of the archive (archive/store_sqlite.py's tables) with the context the index keeps; sitting_at is the
+# same moment `set_sitting_time` later moves it to.
+_ARCHIVED = """
+SELECT s.id, s.sitting_id, s.start_ms, s.text, coalesce(t.started_at, t.scheduled_at, t.created_at), t.chamber,
+       p.name, s.agenda_item_id, a.bill_id
+FROM segments s
+JOIN sittings t ON t.id = s.sitting_id
+LEFT JOIN speakers p ON p.id = s.speaker_id
+LEFT JOIN agenda_items a ON a.id = s.agenda_item_id
+"""
+
+
+def index_archived(conn: sqlite3.Connection, segment_id: int) -> bool:
+    """Index (or re-index) one segment of the archive as stored now; False if there is no such segment."""
+    rows = conn.execute(f"{_ARCHIVED} WHERE s.id = ?", (segment_id,)).fetchall()
+    return index_segments(conn, (SegmentDoc(*row) for row in rows)) == 1
+
+
+def backfill(conn: sqlite3.Connection, limit: int = 2000) -> int:
+    """Index up to `limit` archived segments the index lacks, oldest first; returns how many (0: none left).
+
+    For archives recorded before search existed; the caller commits each batch, so a large archive is indexed in
+    bounded steps and an interrupted backfill resumes where it stopped.
+    """
+    # Every indexed document is an archived segment, so equal counts mean nothing is missing: the common case at
+    # every open, answered without visiting each segment.
+    (segments,) = conn.execute("SELECT count(*) FROM segments").fetchone()
+    (docs,) = conn.execute("SELECT count(*) FROM search_docs").fetchone()
+    if docs >= segments:
+        return 0
+    rows = conn.execute(
+        f"{_ARCHIVED} WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.doc = s.id) ORDER BY s.id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return index_segments(conn, (SegmentDoc(*row) for row in rows))
+
+
 def set_sitting_time(conn: sqlite3.Connection, sitting_id: str, sitting_at: str) -> None:
     """Move a sitting's segments to its real start time (recency and the date filter)."""
     conn.execute(
@@ -220,108 +258,22 @@ def optimize(conn: sqlite3.Connection) -> None:
 # -- searching -----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SearchFilters:
-    sitting: str | None = None
-    date_from: str | None = None  # YYYY-MM-DD, inclusive, the sitting's Bangkok date
-    date_to: str | None = None
-    chamber: str | None = None
-    speaker: str | None = None
-    bill: str | None = None
-    agenda_item: int | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> SearchFilters:
-        """Filters from query-string parameters (`sitting`, `from`, `to`, …); QueryError names a bad or unknown one.
-
-        `q`, `cursor` and `limit` are ignored here (they are the search's own parameters).
-        """
-        values = core.parse_filters(params, FILTER_FIELDS)
-        for key, value in values.items():
-            if not value.strip() or len(value) > 200:
-                raise QueryError(key, f"{key} must be 1 to 200 characters")
-        for key in ("from", "to"):
-            if key in values:
-                _parse_day(key, values[key])
-        if "from" in values and "to" in values and values["from"] > values["to"]:
-            raise QueryError("from", "from is after to")
-        if "chamber" in values and values["chamber"] not in _CHAMBERS:
-            raise QueryError("chamber", f"chamber must be one of {', '.join(_CHAMBERS)}")
-        agenda_item = None
-        if "agenda_item" in values:
-            if not values["agenda_item"].isascii() or not values["agenda_item"].isdigit():
-                raise QueryError("agenda_item", "agenda_item must be a whole number")
-            agenda_item = int(values["agenda_item"])
-        return cls(
-            sitting=values.get("sitting"),
-            date_from=values.get("from"),
-            date_to=values.get("to"),
-            chamber=values.get("chamber"),
-            speaker=values.get("speaker"),
-            bill=values.get("bill"),
-            agenda_item=agenda_item,
-        )
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value, op in (
-            ("d.sitting_id", self.sitting, "="),
-            ("d.day", self.date_from, ">="),
-            ("d.day", self.date_to, "<="),
-            ("d.chamber", self.chamber, "="),
-            ("d.speaker", self.speaker, "="),
-            ("d.bill_id", self.bill, "="),
-            ("d.agenda_item_id", self.agenda_item, "="),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        return (" AND ".join(clauses) or "1"), params
-
-
-def _parse_day(key: str, value: str) -> date:
-    try:
-        if not _DAY.fullmatch(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise QueryError(key, f"{key} must be a date as YYYY-MM-DD") from None
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    segment_id: int
-    sitting_id: str
-    start_ms: int
-    day: str
-    speaker: str | None
-    agenda_item_id: int | None
-    bill_id: str | None
-    score: int
-    snippet: list[Span]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "segment_id": self.segment_id,
-            "sitting_id": self.sitting_id,
-            "start_ms": self.start_ms,
-            "day": self.day,
-            "speaker": self.speaker,
-            "agenda_item_id": self.agenda_item_id,
-            "bill_id": self.bill_id,
-            "score": self.score,
-            "snippet": [s.to_dict() for s in self.snippet],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    hits: list[SearchHit]
-    next_cursor: str | None
-    # True when this page's ranking saw every candidate; False when older candidates lie beyond its window,
-    # reached through next_cursor once this window's pages are read (see the module docstring).
-    exhaustive: bool
+def _where(filters: SearchFilters) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value, op in (
+        ("d.sitting_id", filters.sitting, "="),
+        ("d.day", filters.date_from, ">="),
+        ("d.day", filters.date_to, "<="),
+        ("d.chamber", filters.chamber, "="),
+        ("d.speaker", filters.speaker, "="),
+        ("d.bill_id", filters.bill, "="),
+        ("d.agenda_item_id", filters.agenda_item, "="),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
+    return (" AND ".join(clauses) or "1"), params
 
 
 def search(
@@ -331,15 +283,15 @@ def search(
     cursor: str | None = None,
     limit: int = 20,
     *,
-    window: int = DEFAULT_WINDOW,
+    window: int = SEGMENT_WINDOW,
 ) -> SearchPage:
     """One page of segments matching `q`, best first; only reads. QueryError (naming the field) for bad input."""
     query = q if isinstance(q, Query) else core.parse_query(q)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise QueryError("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    position = Cursor.decode(cursor, query) if cursor is not None else None
+    position = Cursor.decode(cursor) if cursor is not None else None
     filters = filters or SearchFilters()
-    where, params = filters.where()
+    where, params = _where(filters)
     if position is not None:
         top = position.top
     else:
@@ -378,12 +330,11 @@ def search(
         after = core.rank_key(*position.after)
         ranked = [r for r in ranked if r[0] > after]
     page = ranked[:limit]
-    fingerprint = query.fingerprint()
     if len(ranked) > limit:
         key = page[-1][0]
-        next_cursor: str | None = Cursor(fingerprint, top, (-key[0], -key[1], -key[2])).encode()
+        next_cursor: str | None = Cursor(top, (-key[0], -key[1], -key[2])).encode()
     elif not exhaustive and lowest is not None and lowest > 1:
-        next_cursor = Cursor(fingerprint, lowest - 1, None).encode()
+        next_cursor = Cursor(lowest - 1, None).encode()
     else:
         next_cursor = None
     return SearchPage(_hits(conn, query, page), next_cursor, exhaustive)

@@ -10,15 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from archive.models import AgendaItem, Bill, Segment, Sitting, Speaker, Vote, utc_now
-from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Conflict, NotFound
+from archive import bills_sqlite, documents_sqlite, search_sqlite
+from archive.bills_rows import bill_from
+from archive.documents import Candidate, Document, DocumentFilters, DocumentPage, Section, SectionView
+from archive.models import (
+    AgendaItem,
+    Announcement,
+    Bill,
+    BillClockInputs,
+    BillFilters,
+    BillRecord,
+    OutboxEntry,
+    Segment,
+    SegmentRevision,
+    SessionPeriodRecord,
+    Sitting,
+    Speaker,
+    StageChange,
+    StoredAnswer,
+    Vote,
+    utc_now,
+)
+from archive.search import SearchFilters, SearchPage, parse_query
+from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Announce, Conflict, NotFound, StoreUnavailable
 from common.thai import normalize
 
 T = TypeVar("T")
@@ -103,10 +126,147 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE segments ADD COLUMN utterance_id TEXT;
     """,
+    # Outbox: events recorded with their rows and not yet published (archive/relay.py). AUTOINCREMENT so an id is
+    # never reused after the newest entry is deleted: ids are the order entries were recorded in.
+    # Answers: the first answer to each operator request made with an Idempotency-Key (archive/idempotency.py).
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        target_kind TEXT CHECK (target_kind IN ('segment', 'vote')),
+        target_id INTEGER,
+        created_at TEXT NOT NULL,
+        created_s REAL NOT NULL
+    );
+    CREATE INDEX outbox_owner ON outbox (owner, id);
+
+    CREATE TABLE answers (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        status INTEGER,
+        body TEXT,
+        created_s REAL NOT NULL
+    );
+    CREATE INDEX answers_created ON answers (created_s);
+    """,
+    # Corrections, review and bills in the record (archive/bill_mentions.py). segments.text stays the latest
+    # revision, so every reader (exports, search, the viewer) uses it without a join; segment_revisions keeps every
+    # text, and gets the machine draft (revision 1) on the first correction, not on every final. segment_bills holds
+    # the bills a segment's text names.
+    """
+    ALTER TABLE sittings ADD COLUMN reviewed_at TEXT;
+
+    CREATE TABLE segment_revisions (
+        segment_id INTEGER NOT NULL REFERENCES segments (id),
+        revision INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (segment_id, revision)
+    );
+
+    CREATE TABLE segment_bills (
+        segment_id INTEGER NOT NULL REFERENCES segments (id),
+        bill_id TEXT NOT NULL,
+        PRIMARY KEY (segment_id, bill_id)
+    );
+    CREATE INDEX segment_bills_bill ON segment_bills (bill_id, segment_id);
+    CREATE INDEX agenda_items_bill ON agenda_items (bill_id);
+    CREATE INDEX votes_bill ON votes (bill_id);
+    """,
+    # The documents collection: constitutions and Acts by section (archive/documents.py, documents_sqlite.py), with
+    # its own term index so the transcript index is untouched.
+    """
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('constitution', 'act')),
+        year_be INTEGER NOT NULL,
+        in_force INTEGER NOT NULL,
+        complete INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        licence TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        loaded_at TEXT NOT NULL
+    );
+    CREATE TABLE document_sections (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents (id),
+        ord INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        label TEXT NOT NULL,
+        chapter TEXT,
+        part TEXT,
+        transitory INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        folded TEXT NOT NULL,
+        subject_terms TEXT NOT NULL,
+        rank_at INTEGER NOT NULL,
+        UNIQUE (document_id, key)
+    );
+    CREATE INDEX document_sections_ord ON document_sections (document_id, ord);
+    CREATE VIRTUAL TABLE document_terms USING fts5(terms, content='', detail=none, tokenize='ascii');
+    """,
+    # Bills with details, stages and the Senate clock (archive/bills_sqlite.py): topics, agencies and court pauses
+    # are JSON lists in the bill's row (a handful each, read with it, filtered with json_each); the stage history
+    # is its own table; bill_clock_events holds one row per clock event announced, so that however many processes
+    # run the clock, each event is announced once.
+    """
+    ALTER TABLE bills ADD COLUMN short_name TEXT;
+    ALTER TABLE bills ADD COLUMN type TEXT;
+    ALTER TABLE bills ADD COLUMN proposer TEXT;
+    ALTER TABLE bills ADD COLUMN stage TEXT;
+    ALTER TABLE bills ADD COLUMN topics TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE bills ADD COLUMN agencies TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE bills ADD COLUMN extension_days INTEGER;
+    ALTER TABLE bills ADD COLUMN extension_resolved_on TEXT;
+    ALTER TABLE bills ADD COLUMN court_pauses TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX bills_updated ON bills (updated_at, id);
+    CREATE INDEX bills_stage ON bills (stage);
+
+    CREATE TABLE bill_stages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        bill_id TEXT NOT NULL REFERENCES bills (id),
+        from_stage TEXT,
+        stage TEXT NOT NULL,
+        on_date TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        sitting_id TEXT REFERENCES sittings (id),
+        agenda_item_id INTEGER REFERENCES agenda_items (id),
+        vote_id INTEGER REFERENCES votes (id),
+        note TEXT
+    );
+    CREATE INDEX bill_stages_bill ON bill_stages (bill_id, id);
+
+    CREATE TABLE session_periods (
+        id INTEGER PRIMARY KEY,
+        start_date TEXT NOT NULL UNIQUE,
+        end_date TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('ordinary', 'extraordinary')),
+        title TEXT,
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE bill_clock_events (
+        bill_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        due TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (bill_id, kind, due)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 _READ_THREADS = 2
+# Longer than busy_timeout below, so a write waiting on another process's lock fails with SQLite's own error first.
+DEFAULT_TIMEOUT_S = 15.0
+_TARGETS = {"segment": "segments", "vote": "votes"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -130,6 +290,7 @@ def _sitting(row: sqlite3.Row) -> Sitting:
         created_at=row["created_at"],
         started_at=row["started_at"],
         ended_at=row["ended_at"],
+        reviewed_at=row["reviewed_at"],
     )
 
 
@@ -190,7 +351,7 @@ def _vote(row: sqlite3.Row) -> Vote:
 
 
 def _bill(row: sqlite3.Row) -> Bill:
-    return Bill(id=row["id"], title=row["title"], status=row["status"], updated_at=row["updated_at"])
+    return bill_from(row)
 
 
 def _optional(text: str | None) -> str | None:
@@ -202,28 +363,80 @@ def _require_sitting(conn: sqlite3.Connection, sitting_id: str) -> None:
         raise NotFound(f"sitting {sitting_id!r}")
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls some failures back by itself (a full disk, an I/O error), and then ROLLBACK would raise
+    # "no transaction is active" over the real error; others (a failed COMMIT, a busy lock) leave the transaction
+    # open, and the single writer connection would be stuck inside it for every later write.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` in one IMMEDIATE transaction; on any failure, COMMIT's included, roll back and raise."""
     # IMMEDIATE takes the write lock up front, so a read-then-write never has to be retried.
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work(conn)
+        conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         if "FOREIGN KEY" in str(exc):
             raise NotFound("referenced agenda item or speaker does not exist") from exc
         raise ValueError(str(exc)) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
     return result
+
+
+def _announce(conn: sqlite3.Connection, row: T, announce: Announce[T] | None) -> T:
+    """Store the announcements of ``row`` in the transaction that wrote it; returns ``row``."""
+    if announce is not None:
+        _insert_announcements(conn, announce(row))
+    return row
+
+
+def _insert_announcements(conn: sqlite3.Connection, announcements: Sequence[Announcement]) -> None:
+    now_iso, now_s = utc_now(), time.time()
+    for a in announcements:
+        kind, target_id = a.target if a.target is not None else (None, None)
+        conn.execute(
+            "INSERT INTO outbox (key, owner, channel, type, data, target_kind, target_id, created_at, created_s)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.key,
+                a.owner,
+                a.channel,
+                a.type,
+                json.dumps(a.data, ensure_ascii=False),
+                kind,
+                target_id,
+                now_iso,
+                now_s,
+            ),
+        )
+
+
+def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
+    target = (row["target_kind"], row["target_id"]) if row["target_kind"] is not None else None
+    return OutboxEntry(
+        id=row["id"],
+        key=row["key"],
+        owner=row["owner"],
+        channel=row["channel"],
+        type=row["type"],
+        data=json.loads(row["data"]),
+        target=target,
+        created_at=row["created_at"],
+    )
 
 
 class SqliteStore:
     """archive.store.Store on one SQLite file (WAL, synchronous=FULL, foreign keys on)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._path = Path(path)
+        self._timeout = timeout
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
@@ -253,6 +466,9 @@ class SqliteStore:
         )
         try:
             await self._write(lambda conn: None, in_transaction=False, opening=True)
+            # Segments recorded before search existed: indexed in committed batches, each within the timeout.
+            while await self._write(search_sqlite.backfill):
+                pass
         except BaseException:
             await self.close()
             raise
@@ -284,6 +500,7 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous = FULL")
         try:
             self._migrate(conn)
+            search_sqlite.ensure_schema(conn)
         except BaseException:
             conn.close()
             raise
@@ -327,7 +544,7 @@ class SqliteStore:
                 return _transaction(self._write_conn, work)
             return work(self._write_conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        return await self._bounded(asyncio.get_running_loop().run_in_executor(self._writer, run), "write")
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
@@ -336,14 +553,34 @@ class SqliteStore:
         def run() -> T:
             return work(self._local.conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        return await self._bounded(asyncio.get_running_loop().run_in_executor(self._readers, run), "read")
+
+    async def _bounded(self, work: asyncio.Future[T], what: str) -> T:
+        """Await database work for at most the store's timeout; database failures become StoreUnavailable."""
+        try:
+            return await asyncio.wait_for(work, self._timeout)
+        except TimeoutError:
+            # The thread cannot be interrupted: the work may still finish (and a write commit) after this.
+            raise StoreUnavailable(f"database {what} did not finish within {self._timeout:g} s") from None
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:  # OperationalError included: disk full, I/O error, read-only, locked
+            raise StoreUnavailable(f"database {what} failed: {exc}") from exc
 
     async def _read_rows(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     # -- sittings ----------------------------------------------------------------------------
 
-    async def create_sitting(self, id: str, title: str, chamber: str, scheduled_at: str | None = None) -> Sitting:
+    async def create_sitting(
+        self,
+        id: str,
+        title: str,
+        chamber: str,
+        scheduled_at: str | None = None,
+        *,
+        announce: Announce[Sitting] | None = None,
+    ) -> Sitting:
         if chamber not in CHAMBERS:
             raise ValueError(f"chamber must be one of {sorted(CHAMBERS)}, not {chamber!r}")
         title = normalize(title)
@@ -356,7 +593,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, 'scheduled', ?, ?) RETURNING *",
                 (id, title, chamber, scheduled_at, utc_now()),
             ).fetchone()
-            return _sitting(row)
+            return _announce(conn, _sitting(row), announce)
 
         return await self._write(work)
 
@@ -370,7 +607,7 @@ class SqliteStore:
         )
         return [_sitting(row) for row in rows]
 
-    async def set_sitting_status(self, id: str, status: str) -> Sitting:
+    async def set_sitting_status(self, id: str, status: str, *, announce: Announce[Sitting] | None = None) -> Sitting:
         if status not in SITTING_STATUSES:
             raise ValueError(f"status must be one of {sorted(SITTING_STATUSES)}, not {status!r}")
         now = utc_now()
@@ -393,7 +630,9 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFound(f"sitting {id!r}")
-            return _sitting(row)
+            if status == "live":
+                search_sqlite.set_sitting_time(conn, id, row["started_at"])
+            return _announce(conn, _sitting(row), announce)
 
         return await self._write(work)
 
@@ -406,6 +645,8 @@ class SqliteStore:
         bill_id: str | None = None,
         order: int | None = None,
         media_ms: int | None = None,
+        *,
+        announce: Announce[AgendaItem] | None = None,
     ) -> AgendaItem:
         title = normalize(title)
 
@@ -421,7 +662,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, ord_, title, bill_id, utc_now(), media_ms),
             ).fetchone()
-            return _agenda_item(row)
+            return _announce(conn, _agenda_item(row), announce)
 
         return await self._write(work)
 
@@ -436,7 +677,13 @@ class SqliteStore:
         return _agenda_item(rows[0]) if rows else None
 
     async def add_speaker(
-        self, sitting_id: str, name: str, role: str | None = None, media_ms: int | None = None
+        self,
+        sitting_id: str,
+        name: str,
+        role: str | None = None,
+        media_ms: int | None = None,
+        *,
+        announce: Announce[Speaker] | None = None,
     ) -> Speaker:
         name, role = normalize(name), _optional(role)
 
@@ -447,7 +694,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, name, role, utc_now(), media_ms),
             ).fetchone()
-            return _speaker(row)
+            return _announce(conn, _speaker(row), announce)
 
         return await self._write(work)
 
@@ -468,6 +715,8 @@ class SqliteStore:
         agenda_item_id: int | None = None,
         speaker_id: int | None = None,
         utterance_id: str | None = None,
+        *,
+        announce: Announce[Segment] | None = None,
     ) -> Segment:
         text = normalize(text)
 
@@ -478,7 +727,9 @@ class SqliteStore:
                 " revision, utterance_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING *",
                 (sitting_id, int(start_ms), int(end_ms), utc_now(), text, agenda_item_id, speaker_id, utterance_id),
             ).fetchone()
-            return _segment(row)
+            # Same transaction: searchable the moment it is recorded, before its event is published.
+            search_sqlite.index_archived(conn, row["id"])
+            return _announce(conn, _segment(row), announce)
 
         return await self._write(work)
 
@@ -496,6 +747,133 @@ class SqliteStore:
         )
         return [_segment(row) for row in rows]
 
+    async def segments_version(self, sitting_id: str) -> tuple[int, ...]:
+        rows = await self._read_rows(
+            "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(revision), 0), COUNT(seq)"
+            " FROM segments WHERE sitting_id = ?",
+            (sitting_id,),
+        )
+        return tuple(int(v) for v in rows[0])
+
+    async def search(
+        self, q: str, filters: SearchFilters | None = None, cursor: str | None = None, limit: int = 20
+    ) -> SearchPage:
+        query = parse_query(q)  # bad input fails here, before any database work
+        return await self._read(lambda conn: search_sqlite.search(conn, query, filters, cursor, limit))
+
+    # -- documents: constitutions and Acts by section (archive/documents.py) ------------------------------------
+
+    async def document_digests(self) -> dict[str, str]:
+        return await self._read(documents_sqlite.digests)
+
+    async def put_document(self, doc: Document, digest: str, terms: Sequence[str]) -> None:
+        await self._write(lambda conn: documents_sqlite.put_document(conn, doc, digest, terms, utc_now()))
+
+    async def list_documents(self) -> list[tuple[Document, int]]:
+        return await self._read(documents_sqlite.list_documents)
+
+    async def get_document(self, slug: str) -> tuple[Document, list[Section]] | None:
+        return await self._read(lambda conn: documents_sqlite.get_document(conn, slug))
+
+    async def get_section(self, slug: str, key: str) -> SectionView | None:
+        return await self._read(lambda conn: documents_sqlite.get_section(conn, slug, key))
+
+    async def section_candidates(self, kind: str = "constitution") -> list[Candidate]:
+        return await self._read(lambda conn: documents_sqlite.candidates(conn, kind))
+
+    async def search_documents(
+        self, q: str, filters: DocumentFilters | None = None, cursor: str | None = None, limit: int = 20
+    ) -> DocumentPage:
+        query = parse_query(q)
+        return await self._read(lambda conn: documents_sqlite.search(conn, query, filters, cursor, limit))
+
+    async def get_segment(self, segment_id: int) -> Segment | None:
+        rows = await self._read_rows("SELECT * FROM segments WHERE id = ?", (segment_id,))
+        return _segment(rows[0]) if rows else None
+
+    async def segment_neighbours(
+        self, segment: Segment, before: int, after: int
+    ) -> tuple[list[Segment], list[Segment]]:
+        def work(conn: sqlite3.Connection) -> tuple[list[Segment], list[Segment]]:
+            at = {"sitting": segment.sitting_id, "start": segment.start_ms, "id": segment.id}
+            earlier = conn.execute(
+                "SELECT * FROM segments WHERE sitting_id = :sitting"
+                " AND (start_ms < :start OR (start_ms = :start AND id < :id))"
+                " ORDER BY start_ms DESC, id DESC LIMIT :n",
+                {**at, "n": before},
+            ).fetchall()
+            later = conn.execute(
+                "SELECT * FROM segments WHERE sitting_id = :sitting"
+                " AND (start_ms > :start OR (start_ms = :start AND id > :id))"
+                " ORDER BY start_ms, id LIMIT :n",
+                {**at, "n": after},
+            ).fetchall()
+            return [_segment(r) for r in reversed(earlier)], [_segment(r) for r in later]
+
+        return await self._read(work)
+
+    async def revise_segment(
+        self, segment_id: int, text: str, author: str, *, announce: Announce[Segment] | None = None
+    ) -> Segment:
+        text, author = normalize(text), normalize(author)
+        if not text:
+            raise ValueError("text must not be blank")
+
+        def work(conn: sqlite3.Connection) -> Segment:
+            current = conn.execute("SELECT * FROM segments WHERE id = ?", (segment_id,)).fetchone()
+            if current is None:
+                raise NotFound(f"segment {segment_id}")
+            # The draft (and any revision before the table existed) is copied on the first correction.
+            conn.execute(
+                "INSERT OR IGNORE INTO segment_revisions (segment_id, revision, text, author, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (segment_id, current["revision"], current["text"], "machine", current["wall_time"]),
+            )
+            revision = current["revision"] + 1
+            conn.execute(
+                "INSERT INTO segment_revisions (segment_id, revision, text, author, created_at) VALUES (?, ?, ?, ?, ?)",
+                (segment_id, revision, text, author, utc_now()),
+            )
+            row = conn.execute(
+                "UPDATE segments SET text = ?, revision = ? WHERE id = ? RETURNING *", (text, revision, segment_id)
+            ).fetchone()
+            search_sqlite.reindex(conn, segment_id, text)
+            return _announce(conn, _segment(row), announce)
+
+        return await self._write(work)
+
+    async def segment_revisions(self, segment_id: int) -> list[SegmentRevision]:
+        def work(conn: sqlite3.Connection) -> list[SegmentRevision]:
+            rows = conn.execute(
+                "SELECT * FROM segment_revisions WHERE segment_id = ? ORDER BY revision", (segment_id,)
+            ).fetchall()
+            if rows:
+                return [
+                    SegmentRevision(r["segment_id"], r["revision"], r["text"], r["author"], r["created_at"])
+                    for r in rows
+                ]
+            draft = conn.execute("SELECT * FROM segments WHERE id = ?", (segment_id,)).fetchone()
+            if draft is None:
+                return []
+            return [SegmentRevision(segment_id, draft["revision"], draft["text"], "machine", draft["wall_time"])]
+
+        return await self._read(work)
+
+    async def set_sitting_reviewed(self, id: str, reviewed: bool) -> Sitting:
+        def work(conn: sqlite3.Connection) -> Sitting:
+            row = conn.execute(
+                "UPDATE sittings SET reviewed_at = ? WHERE id = ? RETURNING *", (utc_now() if reviewed else None, id)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"sitting {id!r}")
+            return _sitting(row)
+
+        return await self._write(work)
+
+    async def speakers(self, sitting_id: str) -> list[Speaker]:
+        rows = await self._read_rows("SELECT * FROM speakers WHERE sitting_id = ? ORDER BY id", (sitting_id,))
+        return [_speaker(row) for row in rows]
+
     # -- votes and bills -----------------------------------------------------------------------
 
     async def add_vote(
@@ -509,6 +887,8 @@ class SqliteStore:
         result: str,
         bill_id: str | None = None,
         agenda_item_id: int | None = None,
+        *,
+        announce: Announce[Vote] | None = None,
     ) -> Vote:
         if result not in VOTE_RESULTS:
             raise ValueError(f"result must be one of {sorted(VOTE_RESULTS)}, not {result!r}")
@@ -523,7 +903,7 @@ class SqliteStore:
                 " agenda_item_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, motion, yes, no, abstain, absent, result, bill_id, agenda_item_id, utc_now()),
             ).fetchone()
-            return _vote(row)
+            return _announce(conn, _vote(row), announce)
 
         return await self._write(work)
 
@@ -538,7 +918,9 @@ class SqliteStore:
         rows = await self._read_rows("SELECT * FROM votes WHERE sitting_id = ? ORDER BY id", (sitting_id,))
         return [_vote(row) for row in rows]
 
-    async def upsert_bill(self, id: str, title: str, status: str | None = None) -> Bill:
+    async def upsert_bill(
+        self, id: str, title: str, status: str | None = None, *, announce: Announce[Bill] | None = None
+    ) -> Bill:
         title, status = normalize(title), _optional(status)
 
         def work(conn: sqlite3.Connection) -> Bill:
@@ -549,10 +931,188 @@ class SqliteStore:
                 " RETURNING *",
                 (id, title, status, utc_now()),
             ).fetchone()
-            return _bill(row)
+            return _announce(conn, _bill(row), announce)
 
         return await self._write(work)
 
     async def get_bill(self, id: str) -> Bill | None:
         rows = await self._read_rows("SELECT * FROM bills WHERE id = ?", (id,))
         return _bill(rows[0]) if rows else None
+
+    async def list_bills(self, limit: int = 10000) -> list[Bill]:
+        rows = await self._read_rows("SELECT * FROM bills ORDER BY id LIMIT ?", (limit,))
+        return [_bill(row) for row in rows]
+
+    async def link_bills(self, segment_id: int, bill_ids: Sequence[str]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM segments WHERE id = ?", (segment_id,)).fetchone() is None:
+                raise NotFound(f"segment {segment_id}")
+            conn.execute("DELETE FROM segment_bills WHERE segment_id = ?", (segment_id,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO segment_bills (segment_id, bill_id) VALUES (?, ?)",
+                [(segment_id, bill_id) for bill_id in bill_ids],
+            )
+
+        await self._write(work)
+
+    async def segment_bills(self, segment_id: int) -> list[str]:
+        rows = await self._read_rows(
+            "SELECT bill_id FROM segment_bills WHERE segment_id = ? ORDER BY bill_id", (segment_id,)
+        )
+        return [row["bill_id"] for row in rows]
+
+    async def bill_record(self, bill_id: str, limit: int = 100, offset: int = 0) -> BillRecord | None:
+        def work(conn: sqlite3.Connection) -> BillRecord | None:
+            # One read transaction, so the lists agree with each other.
+            conn.execute("BEGIN")
+            try:
+                bill = conn.execute("SELECT * FROM bills WHERE id = ?", (bill_id,)).fetchone()
+                if bill is None:
+                    return None
+                sittings = conn.execute(
+                    "SELECT * FROM sittings WHERE id IN ("
+                    " SELECT sitting_id FROM agenda_items WHERE bill_id = :b"
+                    " UNION SELECT sitting_id FROM votes WHERE bill_id = :b"
+                    " UNION SELECT s.sitting_id FROM segment_bills l JOIN segments s ON s.id = l.segment_id"
+                    "  WHERE l.bill_id = :b)"
+                    " ORDER BY COALESCE(started_at, scheduled_at, created_at) DESC, id DESC",
+                    {"b": bill_id},
+                ).fetchall()
+                agenda = conn.execute(
+                    "SELECT * FROM agenda_items WHERE bill_id = ? ORDER BY started_at DESC, id DESC", (bill_id,)
+                ).fetchall()
+                votes = conn.execute(
+                    "SELECT * FROM votes WHERE bill_id = ? ORDER BY recorded_at DESC, id DESC", (bill_id,)
+                ).fetchall()
+                segments = conn.execute(
+                    "SELECT s.* FROM segment_bills l JOIN segments s ON s.id = l.segment_id WHERE l.bill_id = ?"
+                    " ORDER BY s.wall_time DESC, s.id DESC LIMIT ? OFFSET ?",
+                    (bill_id, limit, offset),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return BillRecord(
+                _bill(bill),
+                [_sitting(r) for r in sittings],
+                [_agenda_item(r) for r in agenda],
+                [_vote(r) for r in votes],
+                [_segment(r) for r in segments],
+            )
+
+        return await self._read(work)
+
+    # -- bills: details, stages, the Senate clock (archive/bills_sqlite.py) ---------------------------------------
+
+    async def save_bill(self, bill: Bill, first: StageChange | None, *, announce: Announce[Bill] | None = None) -> Bill:
+        return await self._write(lambda conn: _announce(conn, bills_sqlite.save_bill(conn, bill, first), announce))
+
+    async def update_bill(
+        self, bill_id: str, changes: dict[str, object], *, announce: Announce[Bill] | None = None
+    ) -> Bill:
+        return await self._write(
+            lambda conn: _announce(conn, bills_sqlite.update_bill(conn, bill_id, changes), announce)
+        )
+
+    async def change_stage(
+        self,
+        bill_id: str,
+        check: Callable[[Bill], None],
+        change: StageChange,
+        *,
+        announce: Announce[tuple[Bill, StageChange]] | None = None,
+    ) -> tuple[Bill, StageChange]:
+        return await self._write(
+            lambda conn: _announce(conn, bills_sqlite.change_stage(conn, bill_id, check, change), announce)
+        )
+
+    async def bill_stages(self, bill_id: str) -> list[StageChange]:
+        return await self._read(lambda conn: bills_sqlite.bill_stages(conn, bill_id))
+
+    async def find_bills(self, filters: BillFilters, limit: int = 50, offset: int = 0) -> tuple[list[Bill], int]:
+        return await self._read(lambda conn: bills_sqlite.find_bills(conn, filters, limit, offset))
+
+    async def bill_clock_inputs(self, bill_id: str) -> BillClockInputs:
+        return await self._read(lambda conn: bills_sqlite.clock_inputs(conn, bill_id))
+
+    async def set_bill_clock_inputs(
+        self, bill_id: str, inputs: BillClockInputs, *, announce: Announce[BillClockInputs] | None = None
+    ) -> BillClockInputs:
+        return await self._write(
+            lambda conn: _announce(conn, bills_sqlite.set_clock_inputs(conn, bill_id, inputs), announce)
+        )
+
+    async def add_session(self, start: str, end: str, kind: str, title: str | None) -> SessionPeriodRecord:
+        return await self._write(lambda conn: bills_sqlite.add_session(conn, start, end, kind, title))
+
+    async def sessions(self) -> list[SessionPeriodRecord]:
+        return await self._read(bills_sqlite.sessions)
+
+    async def claim_clock_event(
+        self, bill_id: str, kind: str, due: str, *, announce: Announce[bool] | None = None
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            claimed = bills_sqlite.claim_clock_event(conn, bill_id, kind, due)
+            return _announce(conn, claimed, announce) if claimed else False
+
+        return await self._write(work)
+
+    # -- outbox ----------------------------------------------------------------------------------------------------
+
+    async def outbox_pending(self, owner: str, limit: int = 100) -> list[OutboxEntry]:
+        # Read on the writer: a reader's snapshot could miss an entry the writer has just committed, and the relay
+        # must see every entry written before it asks.
+        def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = conn.execute("SELECT * FROM outbox WHERE owner = ? ORDER BY id LIMIT ?", (owner, limit)).fetchall()
+            return [_outbox_entry(row) for row in rows]
+
+        return await self._write(work, in_transaction=False)
+
+    async def outbox_sent(self, entry_id: int, seq: int) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "DELETE FROM outbox WHERE id = ? RETURNING target_kind, target_id", (entry_id,)
+            ).fetchone()
+            if row is not None and row["target_kind"] in _TARGETS:
+                table = _TARGETS[row["target_kind"]]
+                conn.execute(f"UPDATE {table} SET seq = ? WHERE id = ?", (seq, row["target_id"]))
+
+        await self._write(work)
+
+    async def outbox_adopt(self, owner: str, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("UPDATE outbox SET owner = ? WHERE owner != ? AND created_s < ?", (owner, owner, cutoff))
+            return cur.rowcount
+
+        return await self._write(work)
+
+    # -- idempotency -----------------------------------------------------------------------------------------------
+
+    async def answer_claim(self, key: str, fingerprint: str, ttl: float, claim_ttl: float) -> StoredAnswer | None:
+        now = time.time()
+
+        def work(conn: sqlite3.Connection) -> StoredAnswer | None:
+            conn.execute(
+                "DELETE FROM answers WHERE created_s < ? OR (status IS NULL AND created_s < ?)",
+                (now - ttl, now - claim_ttl),
+            )
+            row = conn.execute("SELECT * FROM answers WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return StoredAnswer(row["key"], row["fingerprint"], row["status"], row["body"], row["created_s"])
+            conn.execute("INSERT INTO answers (key, fingerprint, created_s) VALUES (?, ?, ?)", (key, fingerprint, now))
+            return None
+
+        return await self._write(work)
+
+    async def answer_store(self, key: str, status: int, body: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE answers SET status = ?, body = ? WHERE key = ?", (status, body, key))
+
+        await self._write(work)
+
+    async def answer_release(self, key: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM answers WHERE key = ? AND status IS NULL", (key,))
+
+        await self._write(work)

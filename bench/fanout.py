@@ -21,6 +21,7 @@ percentiles, so a p99 is never flattered by losses.
     .venv/bin/python bench/fanout.py                      # 1k, 5k, 10k clients, 20 s each, both servers
     .venv/bin/python bench/fanout.py --quick              # 200 clients, 5 s: smoke run
     .venv/bin/python bench/fanout.py --clients 5000 --servers sapha --profile-server /tmp/prof
+    .venv/bin/python bench/fanout.py --clients 5000 --repeat 3   # 3 interleaved rounds, median and spread
 
 Loopback only: Redis must be on 127.0.0.1 (``--redis-url``/``REDIS_URL``), servers bind 127.0.0.1.
 """
@@ -47,6 +48,7 @@ import zlib
 from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +61,7 @@ EVENT_TYPE = "caption.partial"
 # ~200 bytes of UTF-8 (Thai is 3 bytes a character): a realistic live caption line.
 CAPTION = "ท่านประธานที่เคารพ กระผมขอเสนอญัตติด่วนเรื่องงบประมาณรายจ่ายประจำปี"
 OPERATOR_TOKEN = "bench-fanout-operator-token"
+SERVERS = ("sapha", "reference")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -425,6 +428,7 @@ async def reference_server(
 class Result:
     server: str
     clients: int
+    round: int = 1
     connected: int = 0
     connect_s: float = 0.0
     published: int = 0
@@ -490,6 +494,8 @@ class ServerProc:
                 REDIS_URL=args.redis_url,
                 REDIS_PREFIX=prefix,
                 OPERATOR_TOKEN=OPERATOR_TOKEN,
+                # Every bench client connects from 127.0.0.1.
+                MAX_CONNECTIONS_PER_IP="0",
                 LOG_LEVEL="warning",
                 DATABASE_URL=f"sqlite:///{workdir / f'sapha-{port}.db'}",
                 HOST="127.0.0.1",
@@ -566,6 +572,16 @@ async def _await_msg(pipes: list[Any], procs: list[Any], kind: str, timeout: flo
     return out
 
 
+def create_bench_sitting(port: int) -> None:
+    """Sapha serves only channels of sittings in its archive, so the bench's sitting is created first."""
+    import urllib.request
+
+    body = json.dumps({"id": CHANNEL.removeprefix("sitting:"), "title": "bench", "chamber": "senate"}).encode()
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Content-Type": "application/json"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/sittings", body, headers)
+    urllib.request.urlopen(request, timeout=30).close()
+
+
 async def run_one(kind: str, n: int, args: argparse.Namespace, prefix: str, workdir: Path) -> Result:
     import numpy as np
 
@@ -579,6 +595,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, prefix: str, work
     broker = RedisBroker(args.redis_url, prefix=prefix, history_size=1000)
     try:
         server.wait_ready()
+        if kind == "sapha":
+            await asyncio.to_thread(create_bench_sitting, port)
         await asyncio.sleep(1.0)
         res.rss_idle_kib = rss_kib(server.pid)
 
@@ -719,11 +737,44 @@ def table(results: list[Result], grace: float) -> str:
     for r in results:
         p99 = f"> {grace * 1000:.0f}" if r.p99_lower_bound else fmt(r.p99_ms)
         ratio = r.delivered / r.expected if r.expected else 0.0
-        label = f"{r.server} ({r.note})" if r.note else r.server
+        label = f"{r.server} #{r.round}" if any(x.round > 1 for x in results) else r.server
+        label = f"{label} ({r.note})" if r.note else label
         rows.append(
             f"| {label} | {r.clients} ({r.connected}) | {fmt(r.p50_ms)} | {p99} | {fmt(r.max_ms, '.0f')} "
             f"| {r.delivered_per_s:,.0f} ({r.offered_per_s:,.0f}) | {ratio:.4f} | {r.server_cpu_pct:.0f} "
             f"| {fmt(r.server_cpu_us_per_msg)} | {fmt(r.kib_per_conn)} ({fmt(r.kib_per_conn_end)}) |"
+        )
+    return "\n".join(rows)
+
+
+def summary(results: list[Result]) -> str:
+    """Per N over the rounds: median (min–max) CPU µs per message of each server and of Sapha / reference within a
+    round, and median RSS KiB per connection."""
+
+    def spread(values: list[float], spec: str) -> str:
+        if not values:
+            return "—"
+        values = sorted(values)
+        return f"{format(median(values), spec)} ({format(values[0], spec)}–{format(values[-1], spec)})"
+
+    rows = [
+        "| clients | rounds | sapha CPU µs / msg | reference CPU µs / msg | sapha / reference | sapha RSS KiB / conn "
+        "| reference RSS KiB / conn |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in sorted({r.clients for r in results}):
+        by: dict[tuple[str, int], Result] = {(r.server, r.round): r for r in results if r.clients == n}
+        rounds = sorted({rnd for _, rnd in by})
+        cpu = {k: [by[k, rnd].server_cpu_us_per_msg or 0.0 for rnd in rounds if (k, rnd) in by] for k in SERVERS}
+        rss = {k: [by[k, rnd].kib_per_conn or 0.0 for rnd in rounds if (k, rnd) in by] for k in SERVERS}
+        ratios = [
+            (by["sapha", rnd].server_cpu_us_per_msg or 0.0) / (by["reference", rnd].server_cpu_us_per_msg or 1.0)
+            for rnd in rounds
+            if ("sapha", rnd) in by and ("reference", rnd) in by
+        ]
+        rows.append(
+            f"| {n} | {len(rounds)} | {spread(cpu['sapha'], '.1f')} | {spread(cpu['reference'], '.1f')} "
+            f"| {spread(ratios, '.2f')} | {spread(rss['sapha'], '.1f')} | {spread(rss['reference'], '.1f')} |"
         )
     return "\n".join(rows)
 
@@ -758,16 +809,19 @@ async def run_all(args: argparse.Namespace) -> list[Result]:
         info = await r.info("server")
         print(f"# redis {info.get('redis_version')} at {args.redis_url}, prefix {prefix}", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-            for n in args.clients:
-                for kind in args.servers:
-                    print(f"# {kind} N={n}: running (load {loadavg()})", file=sys.stderr, flush=True)
-                    res = await run_one(kind, n, args, prefix, Path(tmp))
-                    results.append(res)
-                    brief = {k: v for k, v in asdict(res).items() if (k != "connect_errors" or v) and k != "per_event"}
-                    print(f"# {json.dumps(brief)}", file=sys.stderr, flush=True)
-                    worst = sorted(res.per_event, key=lambda e: -e[2])[:8]
-                    print(f"# worst events [k, p50 ms, max ms, receivers]: {worst}", file=sys.stderr, flush=True)
-                    await asyncio.sleep(args.pause)
+            # Rounds interleave the servers, so each round compares them under the same load from the rest of
+            # the box.
+            runs = [(rnd, n, kind) for rnd in range(1, args.repeat + 1) for n in args.clients for kind in args.servers]
+            for rnd, n, kind in runs:
+                print(f"# {kind} N={n} round {rnd}: running (load {loadavg()})", file=sys.stderr, flush=True)
+                res = await run_one(kind, n, args, prefix, Path(tmp))
+                res.round = rnd
+                results.append(res)
+                brief = {k: v for k, v in asdict(res).items() if (k != "connect_errors" or v) and k != "per_event"}
+                print(f"# {json.dumps(brief)}", file=sys.stderr, flush=True)
+                worst = sorted(res.per_event, key=lambda e: -e[2])[:8]
+                print(f"# worst events [k, p50 ms, max ms, receivers]: {worst}", file=sys.stderr, flush=True)
+                await asyncio.sleep(args.pause)
     finally:
         keys = [f"{prefix}:meta:{CHANNEL}", f"{prefix}:stream:{CHANNEL}"]
         with contextlib.suppress(Exception):
@@ -787,6 +841,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connect-concurrency", type=int, default=100, help="handshakes in flight per client process")
     p.add_argument("--connect-timeout", type=float, default=180.0, help="bound on each connect phase (s)")
     p.add_argument("--pause", type=float, default=2.0, help="seconds between runs")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of every (clients, server) run, interleaved")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 clients, 5 s")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     p.add_argument("--json", help="also write the raw results here")
@@ -811,7 +866,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in args.servers:
-        if s not in ("sapha", "reference"):
+        if s not in SERVERS:
             p.error(f"unknown server {s!r}: sapha or reference")
     check_loopback(args.redis_url)
     if args.profile_server:
@@ -845,6 +900,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"versions: {json.dumps(versions())}\n")
     print(table(results, args.grace))
+    if args.repeat > 1:
+        print(f"\nover {args.repeat} rounds: median (min–max)\n")
+        print(summary(results))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"started": started, "args": vars(args), "results": [asdict(r) for r in results]}, indent=2)

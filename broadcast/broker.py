@@ -13,6 +13,12 @@ process and :class:`RedisBroker` for several. The contract, which :class:`broadc
   channel is subscribed: a broker that loses its connection must back-fill from history before it goes on.
 * ``subscribe`` returns only once events published afterwards are certain to reach the handler, so a caller
   may then read history and merge without a gap.
+* Only ``publish`` creates channel state. ``position``, ``history`` and ``subscribe`` of a channel that has no
+  history create nothing (no key, no per-channel entry) and report ``Position(0, envelope.NO_EPOCH)``; the first
+  publication starts a real epoch. What ``subscribe`` set up is gone after ``unsubscribe``. Anyone may ask to read
+  any channel name, so a read that left state behind would let them grow the broker without bound.
+* Every call that needs the backend fails within the broker's timeouts with :class:`BrokerUnavailable`, never
+  hangs and never leaks a backend-specific error, so callers can answer 503 and try again later.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from typing import Any, Protocol
 from broadcast.envelope import Event, Position
 
 EventHandler = Callable[[Event], None]
+
+
+class BrokerUnavailable(Exception):
+    """The broker's backend cannot be reached (or did not answer in time) right now; the call may be retried."""
 
 
 class Broker(Protocol):
@@ -37,19 +47,22 @@ class Broker(Protocol):
         ...
 
     async def position(self, channel: str) -> Position:
-        """The channel's epoch and last seq (0 if nothing was published in this epoch)."""
+        """The channel's epoch and last seq; ``Position(0, NO_EPOCH)`` for a channel without history."""
         ...
 
     async def history(self, channel: str, since: int, limit: int) -> tuple[list[Event], Position, int]:
         """Events with seq > ``since`` (oldest first, at most ``limit``), the position, and the first seq still
-        held (``position.seq + 1`` when history is empty)."""
+        held (``position.seq + 1`` when history is empty). ``since`` may be any integer up to ``MAX_SEQ``."""
         ...
 
     async def subscribe(self, channel: str) -> None:
-        """Start live delivery of ``channel`` to the handler (idempotent)."""
+        """Start live delivery of ``channel`` to the handler (idempotent). Also for channels without history:
+        their first publication is then delivered like any other event."""
         ...
 
-    async def unsubscribe(self, channel: str) -> None: ...
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop live delivery and forget the channel (idempotent; never raises for an unreachable backend)."""
+        ...
 
     async def healthy(self) -> bool:
         """True when the broker can publish right now."""

@@ -7,9 +7,15 @@ Keys for channel ``C`` (``P`` is the prefix):
 * ``P:pub:C`` pub/sub channel carrying the same envelope JSON.
 
 Publishing is one script (epoch, HINCRBY, XADD, PUBLISH), so any number of publisher processes get gapless seqs
-and pub/sub order equals seq order. Live delivery uses one dedicated pub/sub connection for all channels; a
+and pub/sub order equals seq order. Only that script writes: position and history are read-only scripts, and a
+subscription is a pub/sub SUBSCRIBE (no key), so reading or watching a channel nobody published to leaves nothing
+in Redis. Live delivery uses one dedicated pub/sub connection for all channels; a
 reader task tracks the last seq delivered per channel and fills any gap from the stream, so the handler sees
 each channel in seq order without gaps or duplicates, across reconnects too. ``docs/recovery.md`` has the story.
+
+Commands go through a bounded pool whose callers wait their turn for a connection (a burst queues instead of
+failing with "Too many connections"); the reader's own reads (a new subscription's position, back-fill) use a
+connection of its own, so live delivery and subscribe confirmations never queue behind that burst.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, Connection, parse_url
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from broadcast.broker import EventHandler
-from broadcast.envelope import Event, Position, dumps, utc_now_iso
+from broadcast.broker import BrokerUnavailable, EventHandler
+from broadcast.envelope import MAX_SEQ, NO_EPOCH, Event, Position, dumps, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,9 @@ CATCH_UP_PAGE = 1000
 RECONNECT_BASE = 0.05
 RECONNECT_CAP = 5.0
 
-# Shared by every script: the channel's (seq, epoch), creating the epoch if there is none. A missing epoch means
-# the channel's history is gone (never existed, keys deleted, Redis flushed), so whatever stream is left belongs
-# to a dead numbering and is dropped; otherwise XADD <seq>-0 would also clash with its old ids.
+# Publishing: the channel's (seq, epoch), creating the epoch if there is none. A missing epoch means the
+# channel's history is gone (never existed, keys deleted, Redis flushed), so whatever stream is left belongs to a
+# dead numbering and is dropped; otherwise XADD <seq>-0 would also clash with its old ids.
 # KEYS[1] meta hash, KEYS[2] stream; ARGV[1] epoch candidate.
 _CURRENT_LUA = """
 local function current()
@@ -53,6 +60,16 @@ local function current()
     redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0)
     return 0, ARGV[1]
   end
+  return tonumber(m[1]) or 0, m[2]
+end
+"""
+
+# Reading: the same (seq, epoch) without writing anything; a channel without an epoch has no history (an orphaned
+# stream is not history either: the next publication drops it). KEYS as above.
+_READ_CURRENT_LUA = """
+local function current()
+  local m = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+  if not m[2] then return 0, false end
   return tonumber(m[1]) or 0, m[2]
 end
 """
@@ -74,26 +91,28 @@ return env
 )
 
 _POSITION_LUA = (
-    _CURRENT_LUA
+    _READ_CURRENT_LUA
     + """
 local seq, epoch = current()
+if not epoch then return {0, ''} end
 return {seq, epoch}
 """
 )
 
-# ARGV: 1 epoch candidate, 2 first stream id wanted, 3 limit. Returns {seq, epoch, first held, envelopes...}; one
-# script, so the position is never older than the events returned.
+# ARGV: 1 first stream id wanted, 2 limit. Returns {seq, epoch, first held, envelopes...}; one script, so the
+# position is never older than the events returned.
 _HISTORY_LUA = (
-    _CURRENT_LUA
+    _READ_CURRENT_LUA
     + """
 local seq, epoch = current()
+if not epoch then return {0, '', 1} end
 local first = seq + 1
 local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if head[1] then first = tonumber(string.match(head[1][1], '^(%d+)')) end
 local out = {seq, epoch, first}
-local limit = tonumber(ARGV[3])
+local limit = tonumber(ARGV[2])
 if limit > 0 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', limit)) do
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', limit)) do
     out[#out + 1] = entry[2][2]
   end
 end
@@ -131,7 +150,14 @@ def redact(url: str) -> str:
 
 
 class RedisBroker:
-    """Broker for several processes. ``start`` fails if Redis cannot be reached; later losses are survived."""
+    """Broker for several processes. ``start`` fails if Redis cannot be reached; later losses are survived.
+
+    Every command waits at most ``socket_timeout`` for its answer (``connect_timeout`` for a new connection), and
+    ``subscribe`` at most both together, so a hung Redis (``DEBUG SLEEP``, ``CLIENT PAUSE``, a dead network) makes
+    publish, position, history and subscribe raise :class:`BrokerUnavailable` instead of hanging their callers.
+    At most ``max_connections`` commands are in flight at once; the others wait for a connection, for at most
+    ``socket_timeout + connect_timeout`` (the time a command holding one may take).
+    """
 
     def __init__(
         self,
@@ -141,6 +167,9 @@ class RedisBroker:
         history_size: int = 10_000,
         ping_interval: float = 5.0,
         ping_timeout: float = 3.0,
+        socket_timeout: float = 3.0,
+        connect_timeout: float = 3.0,
+        max_connections: int = 64,
     ) -> None:
         self._where = redact(url)
         self._prefix = prefix
@@ -148,14 +177,29 @@ class RedisBroker:
         self._history_size = history_size
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._subscribe_timeout = socket_timeout + connect_timeout
         # Few retries, short waits: a publish during an outage should fail fast rather than stall its caller.
-        # One retry still absorbs the pooled connections that a Redis restart left dead.
-        self._redis = Redis.from_url(
-            url,
+        # One retry still absorbs the pooled connections that a Redis restart left dead. Only on a connection
+        # error, never on a timeout: a command that timed out may still have run, and running a publish twice
+        # would number one event twice.
+        command_kwargs: dict[str, Any] = dict(
             decode_responses=True,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), 1, supported_errors=(RedisConnectionError,)),
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+        )
+        # redis-py's default pool raises once 100 commands are in flight; a burst of readers must queue instead.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout + connect_timeout,
             client_name=f"{prefix}:cmd",
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), 1),
-            socket_connect_timeout=ping_timeout,
+            **command_kwargs,
+        )
+        self._redis = Redis.from_pool(pool)
+        # The reader's reads run one at a time, on a connection nobody else queues for.
+        self._reader_redis = Redis.from_url(
+            url, single_connection_client=True, client_name=f"{prefix}:reader", **command_kwargs
         )
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         self._position_script = self._redis.register_script(_POSITION_LUA)
@@ -183,7 +227,7 @@ class RedisBroker:
         self._supervisor: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._pong: asyncio.Future[None] | None = None
-        # True while the reader waits on the command connection (position, back-fill) and so cannot read a PONG.
+        # True while the reader waits on its own command connection (position, back-fill) and so cannot read a PONG.
         self._busy = False
         self._reconnects = 0
         self._closed = False
@@ -195,6 +239,11 @@ class RedisBroker:
 
     def _pub(self, channel: str) -> str:
         return f"{self._pub_prefix}{channel}"
+
+    @property
+    def subscription_count(self) -> int:
+        """Channels this broker delivers live; an entry lasts from ``subscribe`` to ``unsubscribe`` only."""
+        return len(self._subs)
 
     @property
     def reconnects(self) -> int:
@@ -227,36 +276,56 @@ class RedisBroker:
             await self._discard(self._conn)
         self._handler = None
         await self._redis.aclose()
+        await self._reader_redis.aclose()
 
     async def publish(self, channel: str, type: str, data: dict[str, Any]) -> Event:
-        raw = await self._publish_script(
-            keys=self._keys(channel),
-            args=[
-                secrets.token_hex(4),
-                channel,
-                type,
-                utc_now_iso(),
-                dumps(data),
-                self._history_size,
-                self._pub(channel),
-            ],
-        )
+        args: list[str | int] = [
+            secrets.token_hex(4),
+            channel,
+            type,
+            utc_now_iso(),
+            dumps(data),
+            self._history_size,
+            self._pub(channel),
+        ]
+        try:
+            raw = await self._publish_script(keys=self._keys(channel), args=args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable("publish", exc) from exc
         return Event.from_json(raw)
 
     async def position(self, channel: str) -> Position:
-        seq, epoch = await self._position_script(keys=self._keys(channel), args=[secrets.token_hex(4)])
-        return Position(int(seq), epoch)
+        return await self._position(channel, self._redis)
 
     async def history(self, channel: str, since: int, limit: int) -> tuple[list[Event], Position, int]:
-        start = max(since + 1, 0)
-        reply = await self._history_script(
-            keys=self._keys(channel), args=[secrets.token_hex(4), f"{start}-0", max(limit, 0)]
-        )
+        return await self._history(channel, since, limit, self._redis)
+
+    async def _position(self, channel: str, client: Redis) -> Position:
+        try:
+            seq, epoch = await self._position_script(keys=self._keys(channel), args=[], client=client)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable("position", exc) from exc
+        return Position(int(seq), epoch or NO_EPOCH)
+
+    async def _history(self, channel: str, since: int, limit: int, client: Redis) -> tuple[list[Event], Position, int]:
+        # Stream ids are unsigned 64-bit: clamp, so an absurd since reads nothing instead of failing in Redis.
+        start = min(max(since + 1, 0), MAX_SEQ)
+        try:
+            reply = await self._history_script(
+                keys=self._keys(channel), args=[f"{start}-0", max(limit, 0)], client=client
+            )
+        except (RedisError, OSError) as exc:
+            raise self._unavailable("history", exc) from exc
         seq, epoch, first, *raws = reply
-        return [Event.from_json(raw) for raw in raws], Position(int(seq), epoch), int(first)
+        return [Event.from_json(raw) for raw in raws], Position(int(seq), epoch or NO_EPOCH), int(first)
+
+    def _unavailable(self, what: str, exc: BaseException) -> BrokerUnavailable:
+        return BrokerUnavailable(f"redis at {self._where}: {what} failed: {str(exc) or type(exc).__name__}")
 
     async def subscribe(self, channel: str) -> None:
-        """Returns once the SUBSCRIBE is confirmed and the channel's position read; waits across reconnects."""
+        """Returns once the SUBSCRIBE is confirmed and the channel's position read; waits across reconnects, but
+        at most ``socket_timeout + connect_timeout`` (then :class:`BrokerUnavailable`; the channel stays wanted
+        until ``unsubscribe``)."""
         if self._supervisor is None:
             raise RuntimeError("RedisBroker.subscribe before start")
         sub = self._subs.get(channel)
@@ -268,7 +337,12 @@ class RedisBroker:
                 with contextlib.suppress(RedisError, OSError):
                     await self._send(conn, "SUBSCRIBE", self._pub(channel))
         # Shielded: one caller giving up must not cancel the wait of another caller of the same channel.
-        await asyncio.shield(sub.ready)
+        try:
+            await asyncio.wait_for(asyncio.shield(sub.ready), self._subscribe_timeout)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(
+                f"redis at {self._where}: subscribe not confirmed within {self._subscribe_timeout:g}s"
+            ) from exc
 
     async def unsubscribe(self, channel: str) -> None:
         sub = self._subs.pop(channel, None)
@@ -323,7 +397,7 @@ class RedisBroker:
         while True:
             try:
                 await self._session(conn)
-            except (RedisError, OSError, _Dead) as exc:
+            except (RedisError, OSError, _Dead, BrokerUnavailable) as exc:
                 log.warning("redis pub/sub connection to %s lost (%s); reconnecting", self._where, exc)
             except Exception:
                 # A bug must not leave the process deaf for good: log it loudly and start over.
@@ -425,7 +499,7 @@ class RedisBroker:
         self._busy = True
         try:
             if sub.epoch is None:
-                position = await self.position(sub.channel)
+                position = await self._position(sub.channel, self._reader_redis)
                 if self._subs.get(sub.channel) is not sub:
                     return
                 sub.epoch, sub.last = position.epoch, position.seq
@@ -439,8 +513,9 @@ class RedisBroker:
             self._busy = False
 
     async def _on_live(self, sub: _Sub, event: Event) -> None:
-        if event.epoch == sub.epoch:
-            if event.seq <= sub.last:
+        if event.epoch == sub.epoch or (sub.epoch == NO_EPOCH and sub.last == 0):
+            # (A channel subscribed while it had no history: its first publication starts the epoch.)
+            if event.epoch == sub.epoch and event.seq <= sub.last:
                 return
             if event.seq == sub.last + 1:
                 self._deliver(sub, event)
@@ -454,10 +529,13 @@ class RedisBroker:
 
     async def _catch_up(self, sub: _Sub) -> None:
         while True:
-            events, position, first = await self.history(sub.channel, sub.last, CATCH_UP_PAGE)
+            events, position, first = await self._history(sub.channel, sub.last, CATCH_UP_PAGE, self._reader_redis)
             if self._subs.get(sub.channel) is not sub:
                 return
-            if position.epoch != sub.epoch:
+            if position.epoch != sub.epoch and sub.epoch == NO_EPOCH and sub.last == 0:
+                # Subscribed while the channel had no history; what it has now is all new, nothing was lost.
+                sub.epoch = position.epoch
+            elif position.epoch != sub.epoch:
                 log.warning(
                     "channel %s: epoch %s replaced by %s (history lost); delivering the new history",
                     sub.channel,

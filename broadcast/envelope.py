@@ -18,18 +18,40 @@ from common.http import dumps  # noqa: F401  (re-exported: the wire format of ev
 SITTING_STATUS = "sitting.status"
 CAPTION_PARTIAL = "caption.partial"
 CAPTION_FINAL = "caption.final"
+CAPTION_CORRECTION = "caption.correction"
 AGENDA_ITEM = "agenda.item"
 VOTE_RESULT = "vote.result"
 SPEAKER = "speaker"
 BILL_STATUS = "bill.status"
+BILL_CLOCK = "bill.clock"  # the Senate's sec. 136 clock: 7 days left, deadline passed, inputs changed
+NEWS_PUBLISHED = "news.published"  # an article published (desk/news_api.py), on the `news` channel
 
 EVENT_TYPES = frozenset(
-    {SITTING_STATUS, CAPTION_PARTIAL, CAPTION_FINAL, AGENDA_ITEM, VOTE_RESULT, SPEAKER, BILL_STATUS}
+    {
+        SITTING_STATUS,
+        CAPTION_PARTIAL,
+        CAPTION_FINAL,
+        CAPTION_CORRECTION,
+        AGENDA_ITEM,
+        VOTE_RESULT,
+        SPEAKER,
+        BILL_STATUS,
+        BILL_CLOCK,
+        NEWS_PUBLISHED,
+    }
 )
+
+# The epoch of a channel that has no history: nothing was ever published to it, or its history was lost. Reading
+# such a channel creates nothing; the first publication starts a real epoch (8 hex digits, never empty).
+NO_EPOCH = ""
+# The largest seq any transport accepts from a client: Redis counts seqs in signed 64-bit integers, and a bigger
+# number can only be a client's mistake (or a probe), never a position the server gave out.
+MAX_SEQ = 2**63 - 1
 
 # Ids go into Redis keys, URLs and file names, so they are kept to a safe alphabet.
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
-_CHANNEL_RE = re.compile(rf"(sitting|bill):{ID_PATTERN}")
+# `news` is one channel, without an id: the Senate's published articles.
+_CHANNEL_RE = re.compile(rf"(sitting|bill):{ID_PATTERN}|news")
 
 
 class InvalidChannel(ValueError):
@@ -56,11 +78,12 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a channel's history stands: the last seq published in this epoch (0 when none yet)."""
+    """Where a channel's history stands: the last seq published in this epoch (0 when none yet).
+
+    A channel without history is ``Position(0, NO_EPOCH)``.
+    """
 
     seq: int
     epoch: str

@@ -4,22 +4,84 @@ The hub owns the recovery merge that makes resume exact. To subscribe with ``sin
 delivery (buffering it for this subscriber), then reads history, replays what the client missed, and finally
 flushes the buffered live events with seq above what was replayed. Live events that race the history read thus
 arrive exactly once, in order, and a client told ``recovered: true`` has seen every event after ``since``.
+
+Anyone may ask for any channel name, so the hub first asks ``channel_exists`` (the archive: does this sitting or
+bill exist?) and refuses unknown channels before anything is set up; and every per-channel entry it keeps (the
+subscriber set, the broker subscription, the position) is gone when the channel's last subscriber leaves.
+
+A burst of subscribers to one channel costs the broker one subscription, not one each: the first subscriber starts
+it as a task of its own and everyone who joins meanwhile awaits that same task, so nobody queues behind anybody
+else's round trip and a broker failure reaches every waiter at once (then a later subscribe tries afresh). Joining
+without ``since`` reads nothing at all: the hub knows each watched channel's position from the events it is handed
+(see :class:`_Channel`); and identical history reads in flight are shared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broadcast.broker import Broker
-from broadcast.envelope import Event, Position
+from broadcast.broker import Broker, BrokerUnavailable
+from broadcast.envelope import NO_EPOCH, Event, Position
 from broadcast.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 HISTORY_PAGE = 500
+
+# Answers whether a channel may be subscribed to (its sitting or bill exists). Must not raise for unknown names.
+ChannelExists = Callable[[str], Awaitable[bool]]
+
+
+async def _every_channel_exists(channel: str) -> bool:
+    return True
+
+
+class UnknownChannel(LookupError):
+    """Subscribing to a channel whose sitting or bill does not exist."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"no such {channel.partition(':')[0]}: {channel.partition(':')[2]!r}")
+        self.channel = channel
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Marks a shared task's exception as seen: its waiters may all have gone (cancelled) before it ended."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Channel:
+    """What the hub keeps of a channel from its first subscriber until its broker subscription is released.
+
+    ``top`` is the channel's position as far as this hub is concerned: the last event the broker handed over, or,
+    before any, the position read right after subscribing. Every event after ``top`` is still to come (the broker
+    delivers each channel in seq order without gaps) and reaches every subscriber already in the set, so a
+    subscriber that reads ``top`` after joining may start from it and miss nothing. History reads are shared on
+    the same ground: a read serves every subscriber that joined before it started (``joins`` numbers the
+    joiners; each read records the number at its start).
+    """
+
+    __slots__ = ("name", "opened", "closing", "top", "joins", "reads")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # The broker subscription: one task for everyone who joins while it is made. None until the first joiner,
+        # and again after an attempt failed (so the next subscriber tries afresh).
+        self.opened: asyncio.Task[None] | None = None
+        # Releasing the broker subscription once the last subscriber left; newcomers wait for it, then start over.
+        self.closing: asyncio.Task[None] | None = None
+        self.top: Position | None = None
+        self.joins = 0
+        self.reads: dict[tuple[int, int], tuple[int, asyncio.Task[tuple[list[Event], Position, int]]]] = {}
+
+    def advance(self, event: Event) -> None:
+        top = self.top
+        if top is None or event.epoch != top.epoch or event.seq > top.seq:
+            self.top = Position(event.seq, event.epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +103,12 @@ class Subscribed:
 class Subscription:
     """One outbox watching one channel. Delivery drops duplicates by seq; an epoch change resets the count."""
 
-    __slots__ = ("outbox", "channel", "seq", "epoch", "buffer", "buffer_limit")
+    __slots__ = ("outbox", "channel", "seq", "epoch", "buffer", "buffer_limit", "joined")
 
     def __init__(self, outbox: Outbox, channel: str, buffer_limit: int) -> None:
         self.outbox = outbox
         self.channel = channel
+        self.joined = 0  # its number among the channel's joiners (see _Channel)
         self.seq = 0
         self.epoch = ""
         self.buffer: list[Event] | None = []
@@ -74,11 +137,17 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, broker: Broker, *, history_page: int = HISTORY_PAGE) -> None:
+    """``channel_exists`` defaults to "every valid name exists", for tests of the bus alone; the server passes the
+    archive's answer."""
+
+    def __init__(
+        self, broker: Broker, *, channel_exists: ChannelExists | None = None, history_page: int = HISTORY_PAGE
+    ) -> None:
         self.broker = broker
+        self.exists: ChannelExists = channel_exists or _every_channel_exists
         self._subs: dict[str, set[Subscription]] = {}
-        self._live: set[str] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Has an entry for every key of _subs, and keeps it while the broker subscription is being released.
+        self._channels: dict[str, _Channel] = {}
         self._history_page = history_page
 
     async def start(self) -> None:
@@ -92,7 +161,13 @@ class Hub:
         return sum(len(s) for s in self._subs.values())
 
     def channel_count(self) -> int:
+        """Channels with at least one subscriber here; every per-channel entry the hub keeps is bounded by it."""
         return len(self._subs)
+
+    def state_sizes(self) -> tuple[int, int, int]:
+        """Sizes of the hub's per-channel tables (subscribers, channel states, history reads in flight), for leak
+        tests."""
+        return len(self._subs), len(self._channels), sum(len(ch.reads) for ch in self._channels.values())
 
     async def publish(self, channel: str, type: str, data: dict[str, Any]) -> Event:
         return await self.broker.publish(channel, type, data)
@@ -101,23 +176,90 @@ class Hub:
         subs = self._subs.get(event.channel)
         if not subs:
             return
+        self._channels[event.channel].advance(event)
         # A subscriber may unsubscribe (or overflow and be removed) while we iterate.
         for sub in tuple(subs):
             sub.deliver(event)
 
-    async def _sync_broker(self, channel: str) -> None:
-        """Make the broker's live subscription match whether anyone here watches ``channel``."""
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
-            wanted = bool(self._subs.get(channel))
-            if wanted and channel not in self._live:
-                await self.broker.subscribe(channel)
-                self._live.add(channel)
-            elif not wanted and channel in self._live:
-                self._live.discard(channel)
-                await self.broker.unsubscribe(channel)
-            if not wanted:
-                self._locks.pop(channel, None)
+    async def _join(self, sub: Subscription) -> _Channel:
+        """Add ``sub`` to its channel's subscribers and return once the broker delivers the channel live."""
+        while True:
+            ch = self._channels.get(sub.channel)
+            if ch is None:
+                ch = self._channels[sub.channel] = _Channel(sub.channel)
+            elif ch.closing is not None:
+                # The last subscriber just left; joining now would race the release. Wait, then start over.
+                await asyncio.shield(ch.closing)
+                continue
+            ch.joins += 1
+            sub.joined = ch.joins
+            self._subs.setdefault(sub.channel, set()).add(sub)
+            if ch.opened is None:
+                ch.opened = asyncio.create_task(self._open(ch), name=f"hub-subscribe {ch.name}")
+                ch.opened.add_done_callback(_retrieve)
+            # Shielded: a subscriber that gives up must not cancel the subscription the others wait for. The
+            # broker bounds the task's own time; the time spent here waiting for it is nobody's round trip.
+            await asyncio.shield(ch.opened)
+            return ch
+
+    async def _open(self, ch: _Channel) -> None:
+        try:
+            await self.broker.subscribe(ch.name)
+            position = await self.broker.position(ch.name)
+        except BaseException:
+            # No half-made subscription: the broker forgets the channel (a subscribe that timed out may still hold
+            # it as wanted), and the next joiner starts a new attempt. The waiters of this one get its error.
+            ch.top = None
+            try:
+                await self.broker.unsubscribe(ch.name)
+            finally:
+                ch.opened = None
+            raise
+        # An event handed over while the position was read already set ``top``, and every later one is still to
+        # come: that mark is exact, keep it.
+        if ch.top is None:
+            ch.top = position
+
+    async def _close(self, ch: _Channel) -> None:
+        try:
+            opened = ch.opened
+            if opened is not None and not opened.done():
+                # Let a subscribe in flight finish rather than cancel it halfway through its network round trip.
+                await asyncio.wait([opened])
+            await self.broker.unsubscribe(ch.name)
+        finally:
+            if self._channels.get(ch.name) is ch:
+                del self._channels[ch.name]
+
+    async def _history(
+        self, ch: _Channel, sub: Subscription, since: int, limit: int
+    ) -> tuple[list[Event], Position, int]:
+        """``broker.history``, shared with every subscriber that asks the same while it is in flight, provided the
+        read started after they joined: an earlier read may lack events the hub handed over before they joined."""
+        key = (since, limit)
+        shared = ch.reads.get(key)
+        if shared is None or shared[0] < sub.joined:
+            task = asyncio.create_task(self.broker.history(ch.name, since, limit))
+            shared = ch.reads[key] = (ch.joins, task)
+
+            def done(task: asyncio.Task[tuple[list[Event], Position, int]], entry: Any = shared) -> None:
+                _retrieve(task)
+                if ch.reads.get(key) is entry:
+                    del ch.reads[key]
+
+            task.add_done_callback(done)
+        return await asyncio.shield(shared[1])
+
+    async def known(self, channel: str) -> bool:
+        """Whether ``channel`` exists, by the injected check; a check that fails (the archive down or timing out)
+        is :class:`BrokerUnavailable` to the caller, which answers "try again" rather than crashing the socket."""
+        try:
+            return await self.exists(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("cannot tell whether channel %s exists: %r", channel, exc)
+            raise BrokerUnavailable(f"cannot check channel {channel}") from exc
 
     async def subscribe(
         self,
@@ -125,23 +267,33 @@ class Hub:
         channel: str,
         since: int | None = None,
         epoch: str | None = None,
+        *,
+        checked: bool = False,
     ) -> tuple[Subscription, Subscribed]:
-        """Subscribe ``outbox`` to ``channel``; puts the ``subscribed`` frame, the replay, then live events."""
+        """Subscribe ``outbox`` to ``channel``; puts the ``subscribed`` frame, the replay, then live events.
+
+        Raises :class:`UnknownChannel` (unless the caller already ``checked`` with :attr:`exists`) before
+        anything is set up, and :class:`BrokerUnavailable` when the broker cannot be reached; either way nothing
+        of the subscription is left behind.
+        """
+        if not checked and not await self.known(channel):
+            raise UnknownChannel(channel)
         sub = Subscription(outbox, channel, buffer_limit=outbox.limit)
-        self._subs.setdefault(channel, set()).add(sub)
         try:
-            await self._sync_broker(channel)
-            reply = await self._replay(sub, since, epoch)
+            ch = await self._join(sub)
+            reply = await self._replay(ch, sub, since, epoch)
         except BaseException:
             await self.unsubscribe(sub)
             raise
         sub.go_live()
         return sub, reply
 
-    async def _replay(self, sub: Subscription, since: int | None, epoch: str | None) -> Subscribed:
+    async def _replay(self, ch: _Channel, sub: Subscription, since: int | None, epoch: str | None) -> Subscribed:
         outbox = sub.outbox
         if since is None:
-            position = await self.broker.position(sub.channel)
+            # Joined before ``top`` was last set, so everything after it reaches this subscriber live.
+            position = ch.top
+            assert position is not None, "set once the broker subscription is made"
             sub.seq, sub.epoch = position.seq, position.epoch
             reply = Subscribed(sub.channel, True, position)
             outbox.put(reply.frame())
@@ -150,8 +302,9 @@ class Hub:
         # Pages never exceed half the outbox, and each waits for room, so a replay longer than the outbox is paced
         # to the client's reading speed instead of overflowing it.
         page = max(1, min(self._history_page, outbox.limit // 2))
-        events, position, first = await self.broker.history(sub.channel, since, page)
-        same_epoch = epoch is None or epoch == position.epoch
+        events, position, first = await self._history(ch, sub, since, page)
+        # A client that saw the channel without history (epoch "") and nothing since: whatever it has now is new.
+        same_epoch = epoch is None or epoch == position.epoch or (epoch == NO_EPOCH and since == 0)
         recovered = same_epoch and first - 1 <= since <= position.seq
         reply = Subscribed(sub.channel, recovered, position)
         outbox.put(reply.frame())
@@ -170,7 +323,7 @@ class Hub:
                 outbox.put(event)
             if len(events) < page:
                 break
-            events, _, _ = await self.broker.history(sub.channel, sub.seq, page)
+            events, _, _ = await self._history(ch, sub, sub.seq, page)
         return reply
 
     async def unsubscribe(self, sub: Subscription) -> None:
@@ -178,6 +331,16 @@ class Hub:
         if subs is None or sub not in subs:
             return
         subs.discard(sub)
-        if not subs:
-            del self._subs[sub.channel]
-        await self._sync_broker(sub.channel)
+        if subs:
+            return
+        del self._subs[sub.channel]
+        ch = self._channels[sub.channel]
+        if ch.opened is None:
+            # Nothing at the broker: never subscribed, or the attempt failed and cleaned up after itself.
+            del self._channels[sub.channel]
+            return
+        # The last one out releases the broker subscription; whoever joins meanwhile waits for that, then starts
+        # over. Shielded: the release completes even if this caller is cancelled.
+        ch.closing = asyncio.create_task(self._close(ch), name=f"hub-unsubscribe {ch.name}")
+        ch.closing.add_done_callback(_retrieve)
+        await asyncio.shield(ch.closing)

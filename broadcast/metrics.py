@@ -17,6 +17,12 @@ class Metrics:
         self.slow_consumers = Counter(
             "sapha_slow_consumers", "Connections cut because their buffer overflowed", registry=self.registry
         )
+        self.connections_refused = Counter(
+            "sapha_connections_refused",
+            "WebSocket/SSE connections refused because their address had too many open, by transport",
+            ["transport"],
+            registry=self.registry,
+        )
         self.caption_latency = Histogram(
             "sapha_caption_latency_seconds",
             "End of speech to caption published, by kind",

@@ -8,14 +8,15 @@ import unicodedata
 from pythainlp.tokenize import word_tokenize
 
 # Zero-width space/non-joiner/joiner, word joiner and BOM: invisible, but they break exact
-# matching and search, and ASR or copy-paste from PDFs of bills often carries them.
-_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+# matching and search, and ASR or copy-paste from PDFs of bills often carries them. C0 control characters other
+# than whitespace (NUL above all, which PostgreSQL cannot store) never belong in text either.
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff\x00-\x08\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s+")
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
 
 
 def normalize(text: str) -> str:
-    """NFC, zero-width characters removed, whitespace runs collapsed to one space, ends stripped."""
+    """NFC, zero-width and control characters removed, whitespace runs collapsed to one space, ends stripped."""
     text = unicodedata.normalize("NFC", text)
     text = _ZERO_WIDTH.sub("", text)
     return _WHITESPACE.sub(" ", text).strip()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 
-from archive.recorder import Recorder
+from archive.recorder import Recorder, Unpublished
 from archive.store import Conflict
+from live.supervisor import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +40,42 @@ async def prepare_demo_sitting(recorder: Recorder) -> str:
     return DEMO_SITTING_ID
 
 
-async def run_demo_script(recorder: Recorder, sitting_id: str = DEMO_SITTING_ID, step_s: float = 8.0) -> None:
-    """Loop through agenda items, speakers and votes forever, one step every ``step_s`` seconds."""
+async def run_demo_script(
+    recorder: Recorder, sitting_id: str = DEMO_SITTING_ID, step_s: float = 8.0, backoff: Backoff | None = None
+) -> None:
+    """Loop through agenda items, speakers and votes forever, one step every ``step_s`` seconds.
+
+    A call that fails (the archive or broker is down) is logged and retried with backoff, so the demo outlives
+    an outage instead of ending silently; one the archive kept but the broker did not take is done.
+    """
+    backoff = backoff or Backoff()
     for n in itertools.count():
         title, bill_id = _AGENDA[n % len(_AGENDA)]
-        await recorder.set_agenda_item(sitting_id, title, bill_id)
-        await recorder.set_speaker(sitting_id, *_SPEAKERS[0])
-        await asyncio.sleep(step_s)
-        await recorder.set_speaker(sitting_id, *_SPEAKERS[1])
-        await asyncio.sleep(step_s)
         yes = 150 + (n * 7) % 40
-        await recorder.record_vote(
-            sitting_id, "รับหลักการแห่งร่างพระราชบัญญัติ", yes, 200 - yes - 20, 12, 8, "passed", bill_id
-        )
-        await asyncio.sleep(step_s)
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("agenda", lambda: recorder.set_agenda_item(sitting_id, title, bill_id)),
+            ("speaker", lambda: recorder.set_speaker(sitting_id, *_SPEAKERS[0])),
+            ("speaker", lambda: recorder.set_speaker(sitting_id, *_SPEAKERS[1])),
+            (
+                "vote",
+                lambda: recorder.record_vote(
+                    sitting_id, "รับหลักการแห่งร่างพระราชบัญญัติ", yes, 200 - yes - 20, 12, 8, "passed", bill_id
+                ),
+            ),
+        ]
+        for index, (what, call) in enumerate(steps):
+            await _attempt(sitting_id, what, call, backoff)
+            if index > 0:
+                await asyncio.sleep(step_s)
+
+
+async def _attempt(sitting_id: str, what: str, call: Callable[[], Awaitable[object]], backoff: Backoff) -> None:
+    for failures in itertools.count(1):
+        try:
+            await call()
+            return
+        except Unpublished:
+            return
+        except Exception as exc:
+            log.warning("demo sitting %s: the scripted %s call failed (%r); retrying", sitting_id, what, exc)
+            await asyncio.sleep(backoff.delay(failures))

@@ -6,15 +6,18 @@ captions it with ``LiveFeed``), its frames go to the ``media_sink`` (the HLS wri
 them out to WHEP viewers, who POST their own offers, no token needed, up to ``max_viewers`` at a time. Beyond
 that, or with no publisher, viewers are pointed to the sitting's HLS playlist.
 
-No trickle ICE: answers are sent once ICE gathering is complete, so one POST is the whole negotiation.
+No trickle ICE: answers are sent once ICE gathering is complete, so one POST is the whole negotiation. Pages on
+other sites may call both (CORS, origins configurable); each client address may hold ``max_viewers_per_ip`` WHEP
+sessions at a time. DTLS accepts publishers with RSA as well as ECDSA certificates (``stream.dtls``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -26,7 +29,10 @@ from starlette.routing import Route
 
 from archive.models import Sitting
 from archive.store import Store
-from common.http import json_error
+from broadcast.envelope import ID_PATTERN
+from common.cors import CorsPolicy
+from common.http import BodyTooLarge, json_error, read_body_capped
+from stream.dtls import peer_connection
 from stream.hls import HlsWriter
 from stream.whep import Viewer
 from stream.whip import MediaSink, Publication, WhipAudioSource
@@ -38,11 +44,17 @@ MAX_SDP_BYTES = 64 * 1024  # real offers are a few KiB; this only stops abuse
 NO_STREAM = "no live WebRTC stream for this sitting; use HLS"
 SENDING = ("sendonly", "sendrecv")  # what a publisher's media sections must be
 RECEIVING = ("recvonly", "sendrecv")  # what a viewer's must be
+# A sitting id becomes a directory name (its HLS) and a key: anything else is no sitting, checked before any I/O.
+_SITTING_ID = re.compile(ID_PATTERN)
+# What a page on another origin may send and read. WHEP needs no token, but players send one if configured with it.
+_REQUEST_HEADERS = ("Content-Type", "Authorization")
+_EXPOSED = ("Location",)  # the session URL a browser must DELETE; hidden from cross-origin scripts unless exposed
 
 # (sitting_id, the publisher's audio): runs while the publisher is connected.
 PublishHandler = Callable[[str, WhipAudioSource], Awaitable[None]]
 # (sitting_id, whether video is offered): the sink for the publisher's frames, or None.
 SinkFactory = Callable[[str, bool], MediaSink | None]
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BadOffer(ValueError):
@@ -88,16 +100,24 @@ def media_start(sitting: Sitting, now: datetime | None = None) -> float:
 async def _sdp_body(request: Request) -> str:
     if request.headers.get("content-type", "").partition(";")[0].strip().lower() != SDP:
         raise _Refused(415, f"the offer must be sent as Content-Type: {SDP}")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_SDP_BYTES:
-        raise _Refused(413, f"the offer must be at most {MAX_SDP_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_SDP_BYTES:
-        raise _Refused(413, f"the offer must be at most {MAX_SDP_BYTES} bytes")
+    try:
+        raw = await read_body_capped(request, MAX_SDP_BYTES)
+    except BodyTooLarge:
+        raise _Refused(413, f"the offer must be at most {MAX_SDP_BYTES} bytes") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _Refused(400, "the offer is not UTF-8 text") from None
+
+
+def _with_cors(policy: CorsPolicy, handler: Handler) -> Handler:
+    """``handler`` whose every answer, errors included (a player must read the 503's HLS URL), carries the CORS
+    headers for the request's origin."""
+
+    async def handle(request: Request) -> Response:
+        return policy.apply(request, await handler(request))
+
+    return handle
 
 
 class _Refused(Exception):
@@ -112,10 +132,10 @@ class _Refused(Exception):
         return json_error(self.status, self.error, **extra)
 
 
-def _unauthorised() -> Response:
-    response = json_error(401, "operator token required: Authorization: Bearer <OPERATOR_TOKEN>")
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+def _with_challenge(refused: Response) -> Response:
+    if refused.status_code == 401:
+        refused.headers["WWW-Authenticate"] = "Bearer"
+    return refused
 
 
 def _answer(sdp: str, location: str) -> Response:
@@ -129,34 +149,44 @@ _NEGOTIATION_ERRORS = (ValueError, InvalidAccessError, InvalidStateError, Operat
 class WebRtcGateway:
     """The WHIP and WHEP endpoints, and every peer connection they create.
 
-    ``operator_auth(request)`` decides whether a WHIP request carries the operator token. ``media_sink(sitting_id,
+    ``operator_auth(request)`` decides whether a WHIP request may publish: None when it may, else the refusal to
+    answer (401, 403), so WHIP takes the same principals as the other operator endpoints. ``media_sink(sitting_id,
     video)`` makes the sink a publisher's frames are written to (``video``: whether the offer sends video); the
     gateway closes it when the publisher leaves (an ``HlsWriter`` is also ``audio.hls``, so ``LiveFeed`` adds the
     captions to it). ``on_publish(sitting_id, audio)`` runs as a task for as long as a publisher is connected; it
     should consume ``audio`` to its end (the gateway ends it when the publisher leaves) and is cancelled if it
     outlives ``close()`` by ``consumer_grace``. ``max_viewers`` caps WHEP sessions across all sittings (encoding
-    is per viewer).
+    is per viewer), ``max_viewers_per_ip`` those of one client address, so one client cannot take every slot.
+    ``whep_origins`` and ``whip_origins`` are the origins whose pages may call WHEP and WHIP (``*``: any); the
+    endpoints answer CORS preflights and expose ``Location`` to them.
     """
 
     def __init__(
         self,
         store: Store,
         *,
-        operator_auth: Callable[[Request], bool],
+        operator_auth: Callable[[Request], Awaitable[Response | None]],
         on_publish: PublishHandler | None = None,
         media_sink: SinkFactory | None = None,
         max_viewers: int = 8,
+        max_viewers_per_ip: int = 2,
+        whep_origins: Iterable[str] = ("*",),
+        whip_origins: Iterable[str] = (),
         ice_servers: Sequence[RTCIceServer] = (),
         connect_timeout: float = 30.0,
         consumer_grace: float = 15.0,
     ) -> None:
-        if max_viewers < 0:
-            raise ValueError(f"max_viewers must not be negative, not {max_viewers}")
+        if max_viewers < 0 or max_viewers_per_ip < 0:
+            raise ValueError(f"viewer limits must not be negative, not {max_viewers} and {max_viewers_per_ip}")
         self._store = store
         self._authorised = operator_auth
         self._on_publish = on_publish
         self._media_sink = media_sink
         self.max_viewers = max_viewers
+        self.max_viewers_per_ip = max_viewers_per_ip
+        methods = ("POST", "DELETE")
+        self._whep_cors = CorsPolicy(frozenset(whep_origins), methods, _REQUEST_HEADERS, _EXPOSED)
+        self._whip_cors = CorsPolicy(frozenset(whip_origins), methods, _REQUEST_HEADERS, _EXPOSED)
         self._ice_servers = list(ice_servers)
         self._connect_timeout = connect_timeout
         self._consumer_grace = consumer_grace
@@ -164,6 +194,7 @@ class WebRtcGateway:
         self._publishers: dict[str, Publication | None] = {}
         self._viewers: dict[str, Viewer] = {}
         self._viewer_slots = 0  # viewers plus offers being answered, so the cap holds under concurrent POSTs
+        self._slots_by_ip: dict[str, int] = {}  # the same per client address; an address at 0 is removed
         self._peers: set[RTCPeerConnection] = set()
         self._consumers: set[asyncio.Task[None]] = set()
         self._chores: set[asyncio.Future[None]] = set()  # teardowns: awaited by close(), never cancelled
@@ -186,19 +217,25 @@ class WebRtcGateway:
 
     def routes(self) -> list[Route]:
         # PATCH (trickle ICE, ICE restarts) is not offered, and Starlette answers it 405 as RFC 9725 asks.
+        whip, whep = self._whip_cors, self._whep_cors
         return [
-            Route("/whip/{sitting_id}", self.whip_post, methods=["POST"]),
-            Route("/whip/{sitting_id}/{session_id}", self.whip_delete, methods=["DELETE"]),
-            Route("/whep/{sitting_id}", self.whep_post, methods=["POST"]),
-            Route("/whep/{sitting_id}/{session_id}", self.whep_delete, methods=["DELETE"]),
+            Route("/whip/{sitting_id}", _with_cors(whip, self.whip_post), methods=["POST"]),
+            Route("/whip/{sitting_id}", whip.preflight, methods=["OPTIONS"]),
+            Route("/whip/{sitting_id}/{session_id}", _with_cors(whip, self.whip_delete), methods=["DELETE"]),
+            Route("/whip/{sitting_id}/{session_id}", whip.preflight, methods=["OPTIONS"]),
+            Route("/whep/{sitting_id}", _with_cors(whep, self.whep_post), methods=["POST"]),
+            Route("/whep/{sitting_id}", whep.preflight, methods=["OPTIONS"]),
+            Route("/whep/{sitting_id}/{session_id}", _with_cors(whep, self.whep_delete), methods=["DELETE"]),
+            Route("/whep/{sitting_id}/{session_id}", whep.preflight, methods=["OPTIONS"]),
         ]
 
     # ---- WHIP ------------------------------------------------------------------------------------------------
 
     async def whip_post(self, request: Request) -> Response:
         """Start publishing to a sitting: SDP offer in, SDP answer out (201, Location: the session)."""
-        if not self._authorised(request):
-            return _unauthorised()
+        denied = await self._authorised(request)
+        if denied is not None:
+            return _with_challenge(denied)
         sitting_id = request.path_params["sitting_id"]
         try:
             sitting = await self._sitting(sitting_id)
@@ -253,8 +290,9 @@ class WebRtcGateway:
 
     async def whip_delete(self, request: Request) -> Response:
         """Stop publishing: the publisher's WHIP session ends and its viewers' streams with it."""
-        if not self._authorised(request):
-            return _unauthorised()
+        denied = await self._authorised(request)
+        if denied is not None:
+            return _with_challenge(denied)
         sitting_id, session_id = request.path_params["sitting_id"], request.path_params["session_id"]
         publication = self._publishers.get(sitting_id)
         if publication is None or publication.session_id != session_id:
@@ -300,21 +338,24 @@ class WebRtcGateway:
     async def whep_post(self, request: Request) -> Response:
         """Watch a sitting over WebRTC: SDP offer in, SDP answer out; 503 with the HLS URL when it cannot."""
         sitting_id = request.path_params["sitting_id"]
+        client = request.client.host if request.client is not None else ""
         try:
             await self._sitting(sitting_id)
             offer = await _sdp_body(request)
             parsed = parse_offer(offer, need=("audio", "video"), directions=RECEIVING)
             publication = self._live_publication(sitting_id)
+            if self._slots_by_ip.get(client, 0) >= self.max_viewers_per_ip:
+                raise _Refused(429, f"at most {self.max_viewers_per_ip} WebRTC viewers per address; use HLS")
             if self._viewer_slots >= self.max_viewers:
                 raise _Refused(503, "WebRTC viewer limit reached; use HLS")
         except _Refused as refused:
-            return refused.response(**({"hls": hls_url(sitting_id)} if refused.status == 503 else {}))
+            return refused.response(**({"hls": hls_url(sitting_id)} if refused.status in (429, 503) else {}))
         except BadOffer as exc:
             return json_error(400, str(exc))
-        self._viewer_slots += 1
+        self._take_viewer_slot(client)
         session_id = secrets.token_urlsafe(16)
         pc = self._new_peer()
-        viewer = Viewer(session_id, sitting_id, pc, [])
+        viewer = Viewer(session_id, sitting_id, pc, [], client=client)
         try:
             wanted = {m.kind for m in parsed.media if _direction(m) in RECEIVING}
             answer = await self._negotiate(pc, offer, add_tracks=lambda: self._subscribe(viewer, publication, wanted))
@@ -322,7 +363,7 @@ class WebRtcGateway:
             if self._live_publication(sitting_id) is not publication:
                 raise _Refused(503, NO_STREAM)
         except BaseException as exc:
-            self._viewer_slots -= 1
+            self._free_viewer_slot(client)
             await self._forget(viewer.close(), pc)
             if isinstance(exc, _Refused):
                 return exc.response(hls=hls_url(sitting_id))
@@ -358,6 +399,16 @@ class WebRtcGateway:
         if not viewer.tracks:
             raise BadOffer("the offer receives none of the kinds of media this sitting is publishing")
 
+    def _take_viewer_slot(self, client: str) -> None:
+        self._viewer_slots += 1
+        self._slots_by_ip[client] = self._slots_by_ip.get(client, 0) + 1
+
+    def _free_viewer_slot(self, client: str) -> None:
+        self._viewer_slots -= 1
+        left = self._slots_by_ip.pop(client) - 1
+        if left:
+            self._slots_by_ip[client] = left
+
     def _viewer_state(self, viewer: Viewer) -> None:
         if viewer.pc.connectionState in ("failed", "closed"):
             self._chore(self._end_viewer(viewer.session_id))
@@ -366,14 +417,14 @@ class WebRtcGateway:
         viewer = self._viewers.pop(session_id, None)
         if viewer is None:
             return
-        self._viewer_slots -= 1
+        self._free_viewer_slot(viewer.client)
         await self._forget(viewer.close(), viewer.pc)
 
     # ---- peer connections ------------------------------------------------------------------------------------
 
     def _new_peer(self) -> RTCPeerConnection:
         # An explicit (possibly empty) server list: aiortc's default would be a public STUN server.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+        pc = peer_connection(RTCConfiguration(iceServers=list(self._ice_servers)))
         self._peers.add(pc)
         return pc
 
@@ -432,6 +483,8 @@ class WebRtcGateway:
             log.error("WebRTC housekeeping failed", exc_info=task.exception())
 
     async def _sitting(self, sitting_id: str) -> Sitting:
+        if not _SITTING_ID.fullmatch(sitting_id):
+            raise _Refused(404, "no such sitting")  # and never a path or a key: it cannot exist
         sitting = await self._store.get_sitting(sitting_id)
         if sitting is None:
             raise _Refused(404, "no such sitting")

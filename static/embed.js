@@ -14,6 +14,7 @@
 // Commands from the host: {"source": "sapha-host", "command": "play" | "pause" | "seek" | "mute" | "unmute"},
 // seek with "time": media seconds (the clock of caption start/end and of #t= links).
 
+import { $, getJSON, withRetry } from "/static/common.js";
 import { SaphaPlayer } from "/static/player.js";
 import { SaphaClient } from "/static/sapha-client.js";
 
@@ -30,7 +31,6 @@ const MESSAGES = {
   ready: "",
 };
 
-const $ = (id) => document.getElementById(id);
 const sittingId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop() || "");
 const apiBase = `/api/sittings/${encodeURIComponent(sittingId)}`;
 const params = new URLSearchParams(location.search);
@@ -244,28 +244,8 @@ function onEvent(event) {
   }
 }
 
-async function getState() {
-  const response = await fetch(apiBase, { headers: { Accept: "application/json" }, cache: "no-store" });
-  const body = await response.json().catch(() => null);
-  if (!response.ok || !body || body.ok !== true) {
-    const error = new Error((body && body.error) || `HTTP ${response.status}`);
-    error.status = response.status;
-    throw error;
-  }
-  return body;
-}
-
-async function getStateWithRetry() {
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      return await getState();
-    } catch (err) {
-      if (err.status === 404) throw err;
-      const wait = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-  }
-}
+// The sitting's state, retried with backoff until it answers (a 404 is final).
+const getStateWithRetry = () => withRetry(() => getJSON(apiBase));
 
 async function onReset() {
   // The event history was lost: what changed meanwhile is in the state. Captions are live only, so none to redo.

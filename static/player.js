@@ -16,6 +16,13 @@
 // Captions. The master playlist's Thai WebVTT rendition becomes a TextTrack of the <video> ("subtitles", "th")
 // that is shown over the picture; style it with `video::cue`. `captionTrack()` returns it.
 //
+// How far behind live. Caption segments are written once captions are final (docs/hls.md), a few seconds after
+// their picture; a player must stay that far behind the newest segment for each caption to be there before its
+// picture. The writer measures that delay and announces it in the master playlist (EXT-X-SESSION-DATA
+// "org.sapha.caption-delay", p95 seconds), so hls.js is told to stay `captionDelay + CAPTION_MARGIN_S` behind
+// (at least MIN_TARGET_LATENCY_S; DEFAULT_TARGET_LATENCY_S while nothing is measured), and re-reads it every
+// LATENCY_REFRESH_MS while live. `player.targetLatency` is the figure in use.
+//
 // Media time. Sapha stamps everything (captions, `#t=` links, transcript times) in media time: seconds since the
 // start of the sitting's feed. stream/hls.py writes media time t as MPEG-TS timestamp TS_ORIGIN + t * 90 000.
 // The <video>'s currentTime is the player's own timeline instead (hls.js starts it at the first segment it
@@ -34,6 +41,33 @@
 export const TS_ORIGIN_S = 10;
 
 export const HLS_JS_URL = "/static/vendor/hls.js/hls.min.js";
+
+/** EXT-X-SESSION-DATA id under which stream/hls.py announces its captions' delay behind live (seconds, p95). */
+export const CAPTION_DELAY_ID = "org.sapha.caption-delay";
+/** Added to the announced caption delay: reloading the subtitle playlist, fetching and parsing a segment. */
+export const CAPTION_MARGIN_S = 0.5;
+/** Never closer to live than this: 3 target durations of 1 s segments (the playlists' HOLD-BACK). */
+export const MIN_TARGET_LATENCY_S = 3;
+/** Before any caption delay is announced: room for a captioner whose finals come within 4.5 s. */
+export const DEFAULT_TARGET_LATENCY_S = 6;
+const LATENCY_REFRESH_MS = 30000;
+
+/** The caption delay a master playlist announces (seconds), or null. */
+export function captionDelay(master) {
+  for (const line of String(master || "").split("\n")) {
+    if (!line.startsWith("#EXT-X-SESSION-DATA:") || !line.includes(`DATA-ID="${CAPTION_DELAY_ID}"`)) continue;
+    const value = /VALUE="([0-9.]+)"/.exec(line);
+    const delay = value ? Number.parseFloat(value[1]) : Number.NaN;
+    return Number.isFinite(delay) && delay >= 0 ? delay : null;
+  }
+  return null;
+}
+
+/** How far behind the live edge to play, given the announced caption delay (null: none announced). */
+export function targetLatencyFor(delay) {
+  if (delay === null || delay === undefined) return DEFAULT_TARGET_LATENCY_S;
+  return Math.max(delay + CAPTION_MARGIN_S, MIN_TARGET_LATENCY_S);
+}
 
 const NATIVE_TYPE = "application/vnd.apple.mpegurl";
 
@@ -57,6 +91,12 @@ export function loadHlsJs(url = HLS_JS_URL) {
   return hlsLoading;
 }
 
+/** Whether two master playlists name the same run's playlists (bandwidth and caption delay change within a run). */
+function sameRun(a, b) {
+  const uris = (text) => String(text || "").split("\n").filter((line) => line && !line.startsWith("#")).join("\n");
+  return a !== null && b !== null && uris(a) === uris(b);
+}
+
 function hasMse() {
   return "MediaSource" in globalThis || "ManagedMediaSource" in globalThis;
 }
@@ -67,6 +107,8 @@ export class SaphaPlayer {
    * @param {object} options
    * @param {string} options.src                 the master playlist, e.g. /live/<id>/index.m3u8
    * @param {(status: string, player: SaphaPlayer) => void} [options.onStatus]
+   * @param {(seek: {requested: number, actual: number, clamped: boolean}) => void} [options.onSeek]
+   *        told where each seekMedia() landed, once it has (a clamped seek was outside what the stream offers)
    * @param {"live"|"never"} [options.autoplay="live"]  start playing by itself when the stream is live
    * @param {number} [options.minRetry=1000]     first retry delay (ms) after a 404 or a failure, doubled each time
    * @param {number} [options.maxRetry=30000]    cap on the retry delay (ms)
@@ -76,6 +118,7 @@ export class SaphaPlayer {
     this.video = video;
     this.src = options.src;
     this.onStatus = options.onStatus || (() => {});
+    this.onSeek = options.onSeek || (() => {});
     this.autoplay = options.autoplay ?? "live";
     this.minRetry = options.minRetry ?? 1000;
     this.maxRetry = options.maxRetry ?? 30000;
@@ -94,6 +137,9 @@ export class SaphaPlayer {
     this._attempt = 0;
     this._timer = 0;
     this._master = null; // the master playlist text this session was attached with
+    /** Seconds behind the live edge this player aims for (see "How far behind live"). */
+    this.targetLatency = DEFAULT_TARGET_LATENCY_S;
+    this._latencyTimer = 0;
     this._offsets = new Map(); // hls.js discontinuity domain (cc) -> media time minus video time
     this._epochMs = null; // feed start as a Unix time (ms), from a segment's PROGRAM-DATE-TIME and its offset
     this._latestCc = null;
@@ -163,21 +209,41 @@ export class SaphaPlayer {
     return null;
   }
 
+  /** The media times the playlist offers now, {start, end} (a recording: all of it; live: the DVR window). */
+  mediaRange() {
+    if (!this.canMap()) return null;
+    if (this.engine === "native") {
+      const ranges = this.video.seekable;
+      return ranges.length ? { start: ranges.start(0), end: ranges.end(ranges.length - 1) } : null;
+    }
+    const fragments = this._fragments();
+    if (!fragments.length) return null;
+    const first = fragments[0];
+    const last = fragments[fragments.length - 1];
+    const firstOffset = this._offsetOf(first);
+    const lastOffset = this._offsetOf(last);
+    if (firstOffset === null || lastOffset === null) return null;
+    return { start: first.start + firstOffset, end: last.start + last.duration + lastOffset };
+  }
+
   /**
    * Seek to media time `t`. Before the stream is ready (or mappable) the seek waits and happens then, so a
-   * `#t=` deep link works on load. Returns true when done (or queued), false when `t` is outside the stream.
+   * `#t=` or `?t=` deep link works on load. With `clamp`, a `t` outside the stream (past the end of a recording,
+   * or out of a live window) goes to the nearest moment it has, and `onSeek` says so. Returns true when done (or
+   * queued), false when `t` is outside the stream and not clamped.
    */
-  seekMedia(t, { play = false } = {}) {
+  seekMedia(t, { play = false, clamp = false } = {}) {
     if (!Number.isFinite(t) || t < 0) return false;
     if (!this.canMap()) {
-      this._pendingSeek = { t, play };
+      this._pendingSeek = { t, play, clamp };
       return true;
     }
     this._pendingSeek = null;
-    const target = this.videoTime(t);
+    const target = this._target(t, clamp);
     if (target === null) return false;
-    this.video.currentTime = target;
+    this.video.currentTime = target.video;
     if (play) this.play();
+    this._reportSeek(t, target.media);
     return true;
   }
 
@@ -240,7 +306,7 @@ export class SaphaPlayer {
       this._retry(missing ? "novideo" : "error");
       return;
     }
-    if (this._waitingForNewRun && text === this._master) {
+    if (this._waitingForNewRun && sameRun(text, this._master)) {
       // The stream we played has ended and no new one has started: stay on the recording, look again later.
       this._retry("ready");
       return;
@@ -270,6 +336,8 @@ export class SaphaPlayer {
   }
 
   _detach() {
+    clearInterval(this._latencyTimer);
+    this._latencyTimer = 0;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
@@ -294,9 +362,11 @@ export class SaphaPlayer {
       enableWebVTT: true,
       renderTextTracksNatively: true, // cues become a TextTrack of the <video>, rendered (and styled) natively
       subtitleDisplay: true,
-      // Live: stay 10 s behind the newest segment (not hls.js's 3 segments, 6 s): the WebVTT segments trail the
-      // media while captions settle (docs/hls.md), and captions belong on the picture they were spoken over.
-      liveSyncDuration: 10,
+      // Live: stay behind the newest segment by the measured caption delay and a margin, no more: the WebVTT
+      // segments trail the media while captions settle (docs/hls.md), and captions belong on their picture.
+      liveSyncDuration: this._updateTargetLatency(this._master),
+      // Drift back to that target after a stall (at most 10 % faster; pitch is kept).
+      maxLiveSyncPlaybackRate: 1.1,
       // Keep a minute and a half behind the playhead, to rewind a little without refetching.
       backBufferLength: 90,
     });
@@ -309,6 +379,8 @@ export class SaphaPlayer {
       if (!first && live === this.live) return;
       this.live = live; // a live playlist that gains ENDLIST has become the recording
       this._wasLive ||= live;
+      clearInterval(this._latencyTimer);
+      if (live) this._latencyTimer = setInterval(() => this._refreshLatency(), LATENCY_REFRESH_MS);
       this._setStatus("ready", true);
       if (first && live && this.autoplay === "live" && !this._pendingSeek) this.play();
     });
@@ -348,6 +420,35 @@ export class SaphaPlayer {
     hls.attachMedia(this.video);
   }
 
+  /** Aim `targetLatency` at what `master` announces; tells hls.js when it is already playing. */
+  _updateTargetLatency(master) {
+    const target = targetLatencyFor(captionDelay(master));
+    const hls = this.hls;
+    if (hls && target !== this.targetLatency) {
+      hls.targetLatency = target;
+      // hls.js only ever speeds up to reach its target; captions that got slower need the player further back,
+      // which the back buffer usually holds already: step back there.
+      const latency = hls.latency;
+      if (this.live && Number.isFinite(latency) && latency > 0 && latency < target - 0.5) {
+        this.video.currentTime = Math.max(0, this.video.currentTime - (target - latency));
+      }
+    }
+    this.targetLatency = target;
+    return target;
+  }
+
+  /** While live, follow the caption delay as the writer re-measures it (a captioner that slows down or catches up). */
+  async _refreshLatency() {
+    const hls = this.hls;
+    try {
+      const response = await fetch(this.src, { cache: "no-store" });
+      const text = response.ok ? await response.text() : null;
+      if (this.hls === hls && text !== null && sameRun(text, this._master)) this._updateTargetLatency(text);
+    } catch {
+      // The next refresh, or the player's own retries, will do.
+    }
+  }
+
   _attachNative() {
     this.engine = "native";
     this.video.addEventListener("loadedmetadata", this._onLoadedMetadata);
@@ -369,14 +470,35 @@ export class SaphaPlayer {
     if (track && track.mode !== "showing") track.mode = "showing";
   }
 
+  /** Where media time `t` plays ({video, media}), clamped into the stream when asked; null when not there. */
+  _target(t, clamp) {
+    const video = this.videoTime(t);
+    if (video !== null) return { video, media: t };
+    const range = clamp ? this.mediaRange() : null;
+    if (!range) return null;
+    // Just inside the ends: the last fragment's end is no frame at all, and a window's start may slide away.
+    const media = Math.min(Math.max(t, range.start + 0.05), Math.max(range.start, range.end - 0.25));
+    const clamped = this.videoTime(media);
+    return clamped === null ? null : { video: clamped, media };
+  }
+
+  _reportSeek(requested, actual) {
+    try {
+      this.onSeek({ requested, actual, clamped: Math.abs(actual - requested) > 0.01 });
+    } catch (err) {
+      console.error("SaphaPlayer onSeek handler failed", err);
+    }
+  }
+
   _applyPendingSeek() {
     const pending = this._pendingSeek;
     if (!pending || !this.canMap()) return;
     this._pendingSeek = null;
-    const target = this.videoTime(pending.t);
+    const target = this._target(pending.t, pending.clamp);
     if (target !== null) {
-      this.video.currentTime = target;
+      this.video.currentTime = target.video;
       if (pending.play || (this.live && this.autoplay === "live")) this.play();
+      this._reportSeek(pending.t, target.media);
     } else if (this.live && this.autoplay === "live") {
       this.play(); // the moment has left the live window: play live instead
     }

@@ -7,8 +7,10 @@
 // transcript, then a subscription from that position. Anything already drawn that comes again in the replay is
 // recognised by its archive id and skipped, so nothing is lost and nothing shows twice.
 
+import { PictureCaptions } from "/static/picture-captions.js";
 import { SaphaPlayer } from "/static/player.js";
 import { SaphaClient } from "/static/sapha-client.js";
+import { followControl } from "/static/follow.js";
 
 const CHAMBERS = { senate: "วุฒิสภา", joint: "ประชุมร่วมกันของรัฐสภา", committee: "คณะกรรมาธิการ" };
 const STATUSES = { scheduled: "ยังไม่เริ่ม", live: "กำลังประชุม", adjourned: "ปิดประชุมแล้ว" };
@@ -45,6 +47,7 @@ const partials = new Map(); // ASR segment id -> <div>
 let sitting = null;
 let follow = true; // keep the newest caption in view until the reader scrolls up
 let player = null;
+let overPicture = null; // the live caption over the video until its WebVTT cue arrives
 
 // ---- small helpers ---------------------------------------------------------------------------------------
 
@@ -71,6 +74,12 @@ function clock(seconds) {
 
 function mediaAnchor(seconds) {
   return `#t=${Number((seconds || 0).toFixed(2))}`;
+}
+
+// The permalink of a moment: the same as GET /api/segments/<id> gives ("permalink"), made absolute to share.
+function momentLink(seconds) {
+  const t = Number((Math.max(seconds || 0, 0)).toFixed(3));
+  return `${location.origin}/watch/${encodeURIComponent(sittingId)}?t=${t}`;
 }
 
 const dateFormat = new Intl.DateTimeFormat("th-TH", { dateStyle: "long", timeStyle: "short", timeZone: "Asia/Bangkok" });
@@ -152,6 +161,7 @@ function renderAgenda(item) {
     ),
     title,
     toggle,
+    item.bill_id ? followControl(item.bill_id, { compact: true }) : null,
   );
   box.dataset.agendaId = item.id ?? "";
   requestAnimationFrame(() => {
@@ -220,7 +230,18 @@ function captionsChanged() {
   else jumpButton.hidden = false;
 }
 
-function addFinal({ archiveId, segmentId, seq, start, end, text }) {
+function copyButton(start) {
+  return el("button", {
+    class: "caption-copy",
+    type: "button",
+    "data-start": String(start),
+    "aria-label": `คัดลอกลิงก์ไปยังช่วงเวลา ${clock(start)} · copy link to this moment`,
+    title: "คัดลอกลิงก์ไปยังช่วงเวลานี้",
+    text: "🔗",
+  });
+}
+
+function addFinal({ archiveId, segmentId, seq, start, end, text, corrected = false }) {
   if (segmentId !== null && segmentId !== undefined) removePartial(segmentId);
   if (archiveId === null || archiveId === undefined || finals.has(archiveId)) return false;
   const anchor = mediaAnchor(start);
@@ -237,7 +258,9 @@ function addFinal({ archiveId, segmentId, seq, start, end, text }) {
     },
     el("a", { class: "caption-time", href: anchor, title: `ลิงก์ไปยังเวลา ${clock(start)} ของการประชุม`, text: clock(start) }),
     el("span", { class: "caption-text", text }),
+    copyButton(start),
   );
+  if (corrected) markCorrected(item);
   // Pieces of one utterance continue the same paragraph visually, yet each keeps its own link to its moment.
   const previous = list.lastElementChild;
   if (item.dataset.segmentId && previous && previous.dataset.segmentId === item.dataset.segmentId) {
@@ -246,6 +269,19 @@ function addFinal({ archiveId, segmentId, seq, start, end, text }) {
   list.append(item);
   finals.set(archiveId, item);
   return true;
+}
+
+function markCorrected(item) {
+  item.classList.add("corrected");
+  item.querySelector(".caption-text").setAttribute("title", "ข้อความนี้แก้ไขโดยเจ้าหน้าที่ · corrected");
+}
+
+// An operator's correction: the line keeps its place, time and link; only its words change, visibly marked.
+function applyCorrection({ archive_id: archiveId, text }) {
+  const item = finals.get(archiveId);
+  if (!item || typeof text !== "string") return;
+  item.querySelector(".caption-text").textContent = text;
+  markCorrected(item);
 }
 
 function showPartial({ segment_id: segmentId, text, start }, seq) {
@@ -289,19 +325,93 @@ scroller.addEventListener(
   { passive: true },
 );
 
+// "Copy link to this moment": the permalink onto the clipboard; where the Clipboard API is missing or refused (an
+// http: page, an old browser), a selected text field and execCommand, and failing that the link shown to copy.
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const field = el("textarea", { class: "copy-buffer", readOnly: true, "aria-hidden": "true" });
+    field.value = text;
+    document.body.append(field);
+    field.select();
+    let done = false;
+    try {
+      done = document.execCommand("copy");
+    } catch {
+      done = false;
+    }
+    field.remove();
+    return done;
+  }
+}
+
+list.addEventListener("click", async (event) => {
+  const button = event.target.closest("button.caption-copy");
+  if (!button) return;
+  const link = momentLink(Number.parseFloat(button.dataset.start));
+  const copied = await copyText(link);
+  const status = $("copy-status");
+  status.textContent = copied ? `คัดลอกลิงก์แล้ว: ${link}` : `คัดลอกไม่ได้ — ลิงก์: ${link}`;
+  button.dataset.copied = copied ? "true" : "false";
+});
+
 jumpButton.addEventListener("click", () => {
   follow = true;
   jumpButton.hidden = true;
   scroller.scrollTop = scroller.scrollHeight;
 });
 
-// #t=<seconds> picks the caption being spoken at that moment of the sitting's media, and seeks the video there
+function seekNote(text) {
+  const note = $("seek-note");
+  note.textContent = text;
+  note.hidden = !text;
+}
+
+// The moment a link asks for: #t=<seconds> (a transcript time link followed on this page) wins over ?t=<seconds>
+// (a permalink). Seconds, or H:MM:SS. NaN when there is one but it is no time; null when there is none.
+function requestedTime() {
+  const hash = /^#t=(.*)$/.exec(location.hash);
+  const raw = hash ? decodeURIComponent(hash[1]) : new URLSearchParams(location.search).get("t");
+  if (raw === null) return null;
+  if (/^\d+(?:\.\d+)?$/.test(raw)) return Number.parseFloat(raw);
+  const hms = /^(?:(\d+):)?([0-5]?\d):([0-5]\d(?:\.\d+)?)$/.exec(raw);
+  if (hms) return Number(hms[1] || 0) * 3600 + Number(hms[2]) * 60 + Number.parseFloat(hms[3]);
+  return Number.NaN;
+}
+
+// Where the player landed: a moment outside the recording (or the live window) was clamped, and the page says so
+// instead of failing.
+function onSeek({ requested, actual, clamped }) {
+  if (!clamped) return;
+  // The transcript keeps its line at the moment asked for (it may reach further than the video does).
+  const why = sitting && sitting.status === "live" ? "ไม่อยู่ในช่วงที่ย้อนชมได้" : "เกินความยาวของวิดีโอ";
+  seekNote(`เวลา ${clock(requested)} ${why} — เปิดวิดีโอที่ ${clock(actual)} แทน`);
+}
+
+// ?t= / #t= picks the caption being spoken at that moment of the sitting's media, and seeks the video there
 // (media time: seconds since the start of the sitting's feed, the clock of captions and of the HLS stream).
 function seekToHash({ play = false } = {}) {
-  const match = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
-  if (!match) return;
-  const t = Number.parseFloat(match[1]);
-  if (player) player.seekMedia(t, { play });
+  const t = requestedTime();
+  if (t === null) return;
+  if (!Number.isFinite(t)) {
+    seekNote("ลิงก์เวลาไม่ถูกต้อง — แสดงการประชุมตั้งแต่ต้น");
+    return;
+  }
+  seekNote("");
+  // A moment after the last line of a finished sitting is past its end: the last line, and a note saying so.
+  let last = -Infinity;
+  for (const item of finals.values()) last = Math.max(last, Number.parseFloat(item.dataset.end));
+  if (sitting && sitting.status === "adjourned" && Number.isFinite(last) && t > last) {
+    seekNote(`เวลา ${clock(t)} เกินความยาวของบันทึก — แสดงช่วงท้ายแทน`);
+  }
+  // The player clamps into what the video has by itself, and says so through onSeek.
+  if (player) player.seekMedia(t, { play, clamp: true });
+  highlightAt(Number.isFinite(last) ? Math.min(t, last) : t);
+}
+
+function highlightAt(t) {
   let target = null;
   let best = -Infinity;
   for (const item of finals.values()) {
@@ -348,6 +458,7 @@ function renderAll(state, transcript) {
       start: segment.start_ms / 1000,
       end: segment.end_ms / 1000,
       text: segment.text,
+      corrected: segment.revision > 1,
     });
   }
   list.removeAttribute("aria-busy");
@@ -383,10 +494,15 @@ function apply(event) {
       renderVote(data);
       break;
     case "caption.partial":
+      overPicture?.partial(data);
       showPartial(data, event.seq);
       captionsChanged();
       break;
+    case "caption.correction":
+      applyCorrection(data);
+      break;
     case "caption.final":
+      overPicture?.final(data);
       addFinal({
         archiveId: data.archive_id,
         segmentId: data.segment_id,
@@ -440,7 +556,7 @@ function setConnection(state) {
 
 function setExportLinks() {
   $("json-link").href = apiBase;
-  for (const format of ["txt", "vtt", "srt", "json"]) $(`tr-${format}`).href = `${apiBase}/transcript?format=${format}`;
+  for (const format of ["txt", "vtt", "srt", "json", "akn"]) $(`tr-${format}`).href = `${apiBase}/transcript?format=${format}`;
 }
 
 // ---- video ---------------------------------------------------------------------------------------------
@@ -458,7 +574,11 @@ function renderPlayer(status, p) {
 
 function startPlayer() {
   const video = $("video");
-  player = new SaphaPlayer(video, { src: `/live/${encodeURIComponent(sittingId)}/index.m3u8`, onStatus: renderPlayer });
+  player = new SaphaPlayer(video, {
+    src: `/live/${encodeURIComponent(sittingId)}/index.m3u8`,
+    onStatus: renderPlayer,
+    onSeek,
+  });
   $("unmute").addEventListener("click", () => {
     video.muted = false;
     $("unmute").hidden = true;
@@ -467,6 +587,7 @@ function startPlayer() {
     if (!video.muted) $("unmute").hidden = true;
   });
   player.start();
+  overPicture = new PictureCaptions($("player"), () => player);
 }
 
 async function start() {

@@ -3,8 +3,10 @@
 Files, all directly in ``out_dir`` (one directory per sitting), named by a run id so that a restarted feed never
 overwrites what an earlier run wrote (segments are served as immutable)::
 
-    index.m3u8                  master playlist: one variant plus the "ไทย" SUBTITLES rendition (latest run)
-    media-<run>.m3u8            media playlist: live, the last ``window`` segments; at close, all, with ENDLIST
+    index.m3u8                  master playlist: one variant, the "ไทย" SUBTITLES rendition (latest run) and the
+                                captions' measured delay behind live (EXT-X-SESSION-DATA, ``hls_captions``)
+    media-<run>.m3u8            media playlist: live, the last ``window`` segments, with blocking reload offered
+                                (EXT-X-SERVER-CONTROL); at close, all, with ENDLIST (plain VOD)
     subs-<run>.m3u8             subtitle playlist: the same segments as WebVTT, trailing while captions settle
     <run>-00000.ts, ...         media segments (H.264 + AAC in MPEG-TS)
     <run>-00000.vtt, ...        caption segments, one per media segment, same sequence numbers and durations
@@ -65,6 +67,7 @@ from stream.hls_encode import (
 from stream.hls_items import KINDS, Barrier, Close, Epoch, FinalUntil, Input, Kind, Mode, Raw, Remux
 from stream.hls_layout import MASTER_NAME, HlsLayout
 from stream.hls_playlist import (
+    CAPTION_DELAY_ID,
     SUBTITLE_NAME,
     Cue,
     render_master_playlist,
@@ -78,6 +81,7 @@ from stream.titlecard import TitleCard
 __all__ = [
     "AUDIO_RATE",
     "BACKLOG_LIMITS",
+    "CAPTION_DELAY_ID",
     "KINDS",
     "MASTER_NAME",
     "MAX_FPS",
@@ -119,6 +123,7 @@ class HlsStats:
     video_dropped: int  # video packets or frames not written because the worker was behind
     audio_dropped: int  # only ever non-zero when the worker was stuck
     late_captions: int  # captions that came after their WebVTT segments had been written
+    caption_delay: float | None  # how far behind live the caption segments are written (p95 s), as announced
     encoders_opened: int  # 0 for a pure remux
     mux_errors: int
     failed: str | None
@@ -141,8 +146,8 @@ class HlsWriter:
         self,
         out_dir: Path,
         *,
-        segment_s: float = 2.0,
-        window: int = 8,
+        segment_s: float = 1.0,
+        window: int = 16,
         picture: TitleCard | None = None,
         caption_wait_s: float = 10.0,
     ) -> None:
@@ -332,6 +337,7 @@ class HlsWriter:
             video_dropped=self._backlog.dropped("frame") + self._backlog.dropped("packet") + self._resync_dropped,
             audio_dropped=self._backlog.dropped("audio"),
             late_captions=w.captions.late,
+            caption_delay=w.captions.delay(),
             encoders_opened=w.tracks.encoders_opened,
             mux_errors=w.segmenter.mux_errors,
             failed=self._failed,

@@ -8,6 +8,14 @@ are written in order, so "written" is a prefix of the media segments. A caption 
 too late to show and is counted, not kept. Pieces of one utterance roll up: each cue shows the utterance so far,
 its last cue's worth of lines, as live television captions do.
 
+How late the captions are matters to players: one that shows the picture of media time ``t`` before the caption
+segment holding ``t`` reached it shows that picture without its caption. So the track measures, for each caption
+segment written while live, its **delay**: how long after its media segment's start was listed (``closed_at`` less
+the segment's duration) it was written. A player that stays at least that far behind the newest listed media (plus
+the time to fetch) has every caption in hand before its picture plays. ``delay()`` is the 95th percentile over
+the last ``DELAY_WINDOW`` segments. Segments written empty because they had waited ``wait_s`` do not count: a
+player further back would find them just as empty (their captions, if any come, are late for HLS whatever it does).
+
 Times in: captions and ``final_until`` in media seconds, segments in media ticks (``Segment``), ``now`` on the
 same monotonic clock as ``Segment.closed_at``. The caller writes what ``due`` returns.
 """
@@ -25,6 +33,12 @@ from stream.hls_playlist import Cue, Segment
 
 # Captions of this many recent utterances are kept to roll their later pieces up onto.
 ROLL_UP_UTTERANCES = 16
+# The caption delay is the p95 over this many recent caption segments (two minutes of 1 s segments): recent
+# enough to follow a captioner that slows down, long enough that one slow sentence does not move it.
+DELAY_WINDOW = 120
+DELAY_QUANTILE = 0.95
+# The published delay is rounded up to this, so that the master playlist is not rewritten for every wobble.
+DELAY_STEP_S = 0.25
 
 
 class CaptionTrack:
@@ -39,6 +53,7 @@ class CaptionTrack:
         self._waiting: deque[Segment] = deque()  # closed media segments without a caption segment yet
         self._written_end = -math.inf  # media time where the last written caption segment ends
         self._final_until = -math.inf
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)  # seconds, of recent caption segments
 
     def add(self, cue: Cue) -> bool:
         """Take a final caption; ``False`` when it came too late for its segments (it is counted in ``late``)."""
@@ -79,6 +94,8 @@ class CaptionTrack:
                 break
             # A zero-length cue still shows in the segment it starts in.
             cues = [Cue(s, e, text) for s, e, text in self._captions if s < end and max(e, s + 0.001) > start]
+            if not closing and (final or cues):
+                self._delays.append(now - segment.closed_at + segment.duration / MPEGTS_HZ)
             out.append((segment, cues))
             self._waiting.popleft()
             self._written_end = end
@@ -87,6 +104,15 @@ class CaptionTrack:
             boundary = self.written_until()
             self._captions = [c for c in self._captions if c[1] > boundary]
         return out
+
+    def delay(self) -> float | None:
+        """How far behind live a player must stay to have nearly every caption segment (p95 over the last
+        ``DELAY_WINDOW``) before its picture, in seconds rounded up to ``DELAY_STEP_S``; ``None`` before any."""
+        if not self._delays:
+            return None
+        ranked = sorted(self._delays)
+        p95 = ranked[min(len(ranked) - 1, math.ceil(DELAY_QUANTILE * len(ranked)) - 1)]
+        return math.ceil(max(p95, 0.0) / DELAY_STEP_S - 1e-9) * DELAY_STEP_S
 
     def _roll_up(self, utterance: str, piece: str) -> str:
         """The utterance so far, as the last lines that fit one cue: live pieces of a sentence read as a whole."""

@@ -15,6 +15,9 @@ from common.cues import cues as caption_cues
 from stream.hls_clock import MPEGTS_HZ, TIMESTAMP_MAP
 
 SUBTITLE_NAME = "ไทย"
+# EXT-X-SESSION-DATA of the master playlist: how far behind live the captions are in the subtitle playlist (p95,
+# seconds), so that a player can sit just far enough back for every caption to be on its picture.
+CAPTION_DELAY_ID = "org.sapha.caption-delay"
 
 
 # ---- records ------------------------------------------------------------------------------------------------------
@@ -71,8 +74,15 @@ def target_duration(longest: float) -> int:
 def render_media_playlist(
     segments: Sequence[Segment], *, target: int, ended: bool, discontinuities_before: int, subtitles: bool = False
 ) -> str:
-    """A media playlist listing ``segments`` (their .ts, or with ``subtitles`` their .vtt)."""
+    """A media playlist listing ``segments`` (their .ts, or with ``subtitles`` their .vtt).
+
+    Live, it says the server answers blocking reloads (``_HLS_msn``, ``live.hls_http``), so a player learns of a
+    new segment the moment it is listed instead of at its next poll; ended, it is a plain VOD playlist.
+    """
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}"]
+    if not ended:
+        # HOLD-BACK: the least RFC 8216bis allows (3 target durations), for players with no better idea.
+        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,HOLD-BACK={3 * target:.1f}")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{segments[0].seq if segments else 0}")
     if discontinuities_before:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities_before}")
@@ -88,9 +98,16 @@ def render_media_playlist(
 
 
 def render_master_playlist(
-    variant: Variant, *, bandwidth: int, average: int, media_uri: str, subtitles_uri: str
+    variant: Variant,
+    *,
+    bandwidth: int,
+    average: int,
+    media_uri: str,
+    subtitles_uri: str,
+    caption_delay: float | None = None,
 ) -> str:
-    """The master playlist: one variant, with the captions as a default WebVTT SUBTITLES rendition."""
+    """The master playlist: one variant, with the captions as a default WebVTT SUBTITLES rendition, and the
+    captions' measured delay behind live (``CAPTION_DELAY_ID``) once there is one."""
     subs = (
         f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="{SUBTITLE_NAME}",LANGUAGE="th",'
         f'DEFAULT=YES,AUTOSELECT=YES,FORCED=NO,URI="{subtitles_uri}"'
@@ -99,7 +116,10 @@ def render_master_playlist(
     if variant.resolution is not None:
         attributes.append(f"RESOLUTION={variant.resolution[0]}x{variant.resolution[1]}")
     attributes += ['SUBTITLES="subs"', "CLOSED-CAPTIONS=NONE"]
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS", subs]
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if caption_delay is not None:
+        lines.append(f'#EXT-X-SESSION-DATA:DATA-ID="{CAPTION_DELAY_ID}",VALUE="{caption_delay:.2f}"')
+    lines.append(subs)
     lines += ["#EXT-X-STREAM-INF:" + ",".join(attributes), media_uri]
     return "\n".join(lines) + "\n"
 

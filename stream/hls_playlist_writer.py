@@ -3,7 +3,8 @@ in place atomically so that readers (the HTTP handler, a CDN) never see half of 
 
 The media playlist is rewritten as each segment closes: live, the last ``window`` segments; at the end, all of them
 with EXT-X-ENDLIST. The subtitle playlist lists the caption segments written so far, in step with the media one and
-trailing it while captions settle. The master is rewritten only when what it announces changes.
+trailing it while captions settle. The master is rewritten only when what it announces changes (bandwidth,
+codecs, the captions' delay).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class PlaylistWriter:
         self._peak = 0.0
         self._variant: Variant | None = None
         self._master_text = ""
+        self._caption_delay: float | None = None
 
     def add_segment(self, segment: Segment, variant: Variant) -> None:
         """A media segment is in place: list it, and announce what it holds."""
@@ -69,14 +71,18 @@ class PlaylistWriter:
             self._write_subtitles(ended=False)
         self._write_master()
 
-    def add_captions(self, written: Sequence[tuple[Segment, Sequence[Cue]]]) -> None:
-        """Write the next caption segments (in order, each of a listed media segment) and list them."""
+    def add_captions(self, written: Sequence[tuple[Segment, Sequence[Cue]]], delay: float | None = None) -> None:
+        """Write the next caption segments (in order, each of a listed media segment) and list them; ``delay`` is
+        the captions' measured delay behind live (``CaptionTrack.delay``), announced in the master."""
         for segment, cues in written:
             assert segment is self.segments[self.captioned], "caption segments are written in order"
             write_atomically(self._layout.out_dir / segment.vtt_name(), render_vtt(cues))
             self.captioned += 1
         if written:
             self._write_subtitles(ended=False)
+        if delay != self._caption_delay:
+            self._caption_delay = delay
+            self._write_master()
 
     def finish(self) -> None:
         """The run is over: both playlists list everything and end; the master names them."""
@@ -114,6 +120,7 @@ class PlaylistWriter:
             average=math.ceil(average / BANDWIDTH_STEP) * BANDWIDTH_STEP,
             media_uri=self._layout.media_playlist.name,
             subtitles_uri=self._layout.subtitle_playlist.name,
+            caption_delay=self._caption_delay,
         )
         if text != self._master_text:
             write_atomically(self._layout.master_playlist, text)

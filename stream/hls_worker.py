@@ -56,7 +56,8 @@ class Worker:
 
     def write_due_captions(self, *, closing: bool = False) -> None:
         """Write, in order, every caption segment whose captions are final (or that has waited long enough)."""
-        self.playlists.add_captions(self.captions.due(time.monotonic(), closing=closing))
+        written = self.captions.due(time.monotonic(), closing=closing)
+        self.playlists.add_captions(written, self.captions.delay())
 
     def finish(self) -> None:
         """Flush the encoders, close the last segment, write every caption segment and the closed playlists."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import av
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "AudioSource",
     "SourceError",
     "SourceGap",
+    "Source",
     "is_network_uri",
     "open_audio",
 ]
@@ -96,6 +97,37 @@ class SourceGap:
         return self.duration is not None
 
 
+class Source(Protocol):
+    """A sitting's audio as the live feed consumes it: ``AudioSource`` (files and URLs) and
+    ``stream.whip.WhipAudioSource`` (a WHIP publisher) implement it.
+
+    The contract:
+
+    * ``probe()`` returns once audio can be read, or raises ``SourceError`` (nothing to read, never arrived);
+    * iterating yields ``AudioChunk``s of 16 kHz mono float32 in media-time order, media time never going back;
+      where audio was lost (a live source dropped, a publisher vanished) a ``SourceGap`` says so in-band, and
+      the iteration ends only when the source has nothing more (a finite file, a publisher that left), never
+      for a recoverable outage (a failure retrying cannot fix raises ``SourceError``). One iteration at a time;
+    * ``stop()`` ends the current iteration promptly (and any later one), from the consumer's side; it is
+      repeatable and never waits;
+    * ``uri`` names the source in logs and status events with any secret in it masked;
+    * ``hls`` is the HLS writer the same media also feeds, or None: the feed adds the captions to it and closes
+      it when the audio ends.
+    """
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def hls(self) -> HlsWriter | None: ...
+
+    async def probe(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[AudioChunk | SourceGap]: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Failed:
     error: SourceError
@@ -126,10 +158,10 @@ def open_audio(uri: str, *, open_timeout: float, read_timeout: float) -> tuple[I
         raise open_error(uri, exc, waited=time.monotonic() - started, timeout=open_timeout) from exc
     stream = container.streams.best("audio")
     if stream is None:
-        kinds = [s.type for s in container.streams]
+        kinds: list[str] = [s.type for s in container.streams]
         container.close()
         raise no_audio_error(uri, kinds)
-    return container, stream
+    return container, cast(AudioStream, stream)  # best("audio") is an AudioStream; PyAV types it as Stream
 
 
 class _Stopped(Exception):
@@ -268,6 +300,8 @@ class _Feed:
                 # One corrupt packet costs its few milliseconds of audio, not the whole feed.
                 continue
             for frame in frames:
+                if not isinstance(frame, av.AudioFrame):  # an audio packet decodes to audio frames only
+                    continue
                 for samples in self._resampler.convert(frame):
                     self._got_audio = self._got_audio or samples.size > 0
                     self._push(samples)
@@ -339,13 +373,13 @@ class _HlsTap:
         video = next((s for s in container.streams.video if not s.disposition & Disposition.attached_pic), None)
         self._remux_video = video is not None and self._writer.can_remux(video)
         self._remux_audio = self._writer.can_remux(audio)
-        if audio.start_time is not None:
+        if audio.start_time is not None and audio.time_base is not None:
             origin = float(audio.start_time * audio.time_base)
         else:
             origin = container.start_time / av.time_base if container.start_time is not None else 0.0
         self._shift = media_start - origin
         self._writer.begin_input(
-            video=video if self._remux_video else video is not None,
+            video=video if video is not None and self._remux_video else video is not None,
             audio=audio if self._remux_audio else True,
             block=self._block,
         )
@@ -572,3 +606,7 @@ def _run_then(work: Callable[[], None], then: Callable[[], object]) -> Callable[
                 then()
 
     return target
+
+
+if TYPE_CHECKING:  # the type checker proves the protocol is met
+    _audio_source_is_a_source: type[Source] = AudioSource

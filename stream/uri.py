@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 # A scheme followed by "//": FFmpeg's own local pseudo-protocols ("pipe:", "concat:", "data:") have no "//",
 # and a one-letter scheme is a Windows drive ("C://x" is a path), not a protocol.
@@ -25,17 +25,44 @@ def is_network_uri(uri: str) -> bool:
     return uri_scheme(uri) is not None
 
 
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, safe for error messages, logs and status events."""
-    if not is_network_uri(uri):
+def redact_url(uri: str) -> str:
+    """How a source URI is shown (logs, ``/healthz``, status events, errors): its scheme and host only.
+
+    ``rtsp://user:pass@cam.example:554/live?token=abc`` becomes ``rtsp://cam.example:554``: besides passwords,
+    stream keys and access tokens live in paths and query strings, and an operator needs no more than the host
+    to tell which feed is meant. Local paths are the operator's own and are shown as they are.
+    """
+    scheme = uri_scheme(uri)
+    if scheme is None:
         return uri
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
+    rest = uri.split("://", 1)[1]
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    hostport = netloc.rpartition("@")[2]
+    try:
+        parts = urlsplit(f"//{hostport}")
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a malformed port or bracket: keep the host, drop what cannot be parsed
+        host, port = hostport.split(":", 1)[0].strip("[]"), None
     if ":" in host:
         host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+# A URL inside free text (an FFmpeg message, an exception): runs to the next space or quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://[^\s'\"<>]+")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it shown as ``redact_url`` shows it (for messages that quote a URL)."""
+
+    def shown(match: re.Match[str]) -> str:
+        # Punctuation closing the sentence ("... rtsp://host:554: refused") is the message's, not the URL's.
+        url = match.group(0).rstrip(".,;:)]")
+        return redact_url(url) + match.group(0)[len(url) :]
+
+    return _URL_IN_TEXT.sub(shown, text)
+
+
+def redact_uri(uri: str) -> str:
+    """The name the stream modules use for ``redact_url``: one rule for showing a source everywhere."""
+    return redact_url(uri)

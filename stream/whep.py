@@ -63,11 +63,21 @@ class FrameTee(MediaStreamTrack):
 
 
 class Viewer:
-    """One WHEP session: its peer connection and the relay proxy tracks it sends."""
+    """One WHEP session: its peer connection, the relay proxy tracks it sends, and the client address it came from
+    (what per-address viewer limits count)."""
 
-    def __init__(self, session_id: str, sitting_id: str, pc: RTCPeerConnection, tracks: list[MediaStreamTrack]):
+    def __init__(
+        self,
+        session_id: str,
+        sitting_id: str,
+        pc: RTCPeerConnection,
+        tracks: list[MediaStreamTrack],
+        *,
+        client: str = "",
+    ) -> None:
         self.session_id = session_id
         self.sitting_id = sitting_id
+        self.client = client
         self.pc = pc
         self.tracks = tracks
         self._closed = False

@@ -26,11 +26,12 @@ import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.frame import Frame
 
 from stream.chunker import Chunker
 from stream.errors import SourceError
 from stream.resample import SAMPLE_RATE, MonoResampler
-from stream.source import AudioChunk, SourceGap
+from stream.source import AudioChunk, Source, SourceGap
 from stream.whep import AUDIO_TEE_FRAMES, VIDEO_TEE_FRAMES, FrameTee
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ _Item = AudioChunk | SourceGap | None  # None ends the iteration
 
 
 class WhipAudioSource:
-    """A WHIP publisher's audio as ``AudioChunk``s (and a ``SourceGap`` if the peer vanishes): an ``AudioSource``
-    look-alike that ``live.feed.LiveFeed`` consumes unchanged.
+    """A WHIP publisher's audio as ``AudioChunk``s (and a ``SourceGap`` if the peer vanishes): a ``Source``, as
+    ``AudioSource`` is, which ``live.feed.LiveFeed`` consumes unchanged.
 
     Media time starts at ``start`` (where the sitting's timeline stands when the publisher connects) and then
     follows the sender's RTP clock. The publication pushes frames; nothing it does ever waits on the consumer:
@@ -439,6 +440,8 @@ class Publication:
                     frame = await track.recv()
                 except MediaStreamError:
                     break
+                if not isinstance(frame, Frame):  # aiortc's remote tracks decode; an encoded packet is a bug
+                    raise TypeError(f"expected a decoded frame, got {type(frame).__name__}")
                 self._route(frame)
                 tee.push(frame)
         except Exception:  # a bug here must end the publication visibly, not leave a silent, undrained track
@@ -447,7 +450,7 @@ class Publication:
             return
         self._peer_gone(f"the publisher's {track.kind} track ended")
 
-    def _route(self, frame: object) -> None:
+    def _route(self, frame: Frame) -> None:
         if isinstance(frame, av.AudioFrame):
             t = self.audio.push(frame)
             if self._sink is not None:
@@ -479,3 +482,7 @@ class Publication:
         await self.pc.close()
         if self._sink is not None:
             await self._sink.close()
+
+
+if TYPE_CHECKING:  # the type checker proves the protocol is met
+    _whip_audio_is_a_source: type[Source] = WhipAudioSource

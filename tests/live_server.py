@@ -12,6 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broadcast.broker import Broker
+from desk.accounts_sqlite import AccountStore
 from server import Settings, create_app, uvicorn_config
 
 TOKEN = "test-operator-token"
@@ -36,15 +37,25 @@ def test_settings(tmp_path: Path, **overrides: object) -> Settings:
         host="127.0.0.1",
         port=0,
         database_url=f"sqlite:///{tmp_path / 'sapha.db'}",
+        hls_dir=str(tmp_path / "hls"),
         operator_token=TOKEN,
         log_level="warning",
+        # No documents load in the background of every test server; tests that need them name a folder.
+        documents_data="",
     )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    settings = dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    if not settings.staff_db and not settings.database_url.startswith("sqlite:///"):
+        # Staff, messages, alerts and their files live beside the SQLite archive; an archive on PostgreSQL would
+        # put them in the repository's var/ (see tests/conftest.py, repo_var_untouched).
+        settings = dataclasses.replace(settings, staff_db=str(tmp_path / "staff.db"))
+    return settings
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, *, broker: Broker | None = None) -> AsyncIterator[Running]:
-    app = create_app(settings, broker=broker)
+async def serve(
+    settings: Settings, *, broker: Broker | None = None, accounts: AccountStore | None = None
+) -> AsyncIterator[Running]:
+    app = create_app(settings, broker=broker, accounts=accounts)
     server = uvicorn.Server(uvicorn_config(app, settings))
     # The test process owns signals; uvicorn must not take Ctrl-C away from pytest.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]

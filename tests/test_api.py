@@ -163,7 +163,7 @@ async def test_transcript_exports(client: httpx.AsyncClient, running: Running):
     srt = (await client.get("/api/sittings/senate-1/transcript?format=srt")).text
     assert srt.startswith("1\n00:00:01,000 --> 00:00:02,500\n")
     txt = (await client.get("/api/sittings/senate-1/transcript?format=txt")).text
-    assert txt.splitlines()[1].startswith("[00:00:03] เราจะออกนอกเมือง")
+    assert txt.splitlines()[2].startswith("[00:00:03] เราจะออกนอกเมือง")  # after the machine-draft header line
     bad = await client.get("/api/sittings/senate-1/transcript?format=docx")
     assert bad.status_code == 400 and bad.json()["field"] == "format"
 
@@ -178,20 +178,100 @@ async def test_bill_status_is_published_on_the_bill_channel(client: httpx.AsyncC
 
 
 async def test_health_metrics_and_openapi(client: httpx.AsyncClient, running: Running):
-    """/healthz is ok, /metrics counts published events, and /openapi.json documents every API route."""
+    """/healthz is ok, /metrics counts published events, and /openapi.json documents every API route and method."""
     await _sitting(client)
     assert (await client.get("/healthz")).json()["ok"] is True
     metrics = (await client.get("/metrics")).text
     assert 'sapha_events_published_total{type="sitting.status"} 1.0' in metrics
     spec = (await client.get("/openapi.json")).json()
-    documented = set(spec["paths"])
     for route in running.app.routes:
-        path = getattr(route, "path", "")
-        if path.startswith("/api/") or path in ("/healthz", "/metrics"):
-            assert path in documented, f"{path} missing from /openapi.json"
+        path = getattr(route, "path", "").replace(":path}", "}")
+        if path.startswith("/api/") or path in ("/healthz", "/metrics", "/openapi.json"):
+            for method in route.methods - {"HEAD"}:
+                assert method.lower() in spec["paths"].get(path, {}), f"{method} {path} missing from /openapi.json"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("offset=30353702628342366208&limit=10", "offset"),
+        ("limit=-78983545175", "limit"),
+        ("offset=-1", "offset"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=1.0", "limit"),
+        ("limit=ten", "limit"),
+    ],
+)
+async def test_list_parameters_out_of_their_documented_range_are_400(client: httpx.AsyncClient, query: str, field: str):
+    """limit (1-500) and offset (0-1e9) outside their range, or not integers, get 400 naming the parameter."""
+    r = await client.get(f"/api/sittings?{query}")
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field and r.json()["ok"] is False
+
+
+async def test_ids_that_break_the_pattern_name_nothing(client: httpx.AsyncClient):
+    """A malformed sitting or bill id in a path is a 404 (it names nothing); a bill upsert refuses it with 422."""
+    await _sitting(client)
+    for path in ("/api/sittings/-bad", "/api/sittings/" + "a" * 65, "/api/bills/.x", "/api/sittings/a%20b/transcript"):
+        assert (await client.get(path)).status_code == 404, path
+    assert (await client.post("/api/sittings/-bad/status", json={"status": "live"})).status_code == 404
+    r = await client.post("/api/bills/-bad", json={"title": "x"})
+    assert r.status_code == 422 and r.json()["field"] == "bill_id"
+
+
+async def test_whole_floats_count_as_integers_and_blank_text_is_refused(client: httpx.AsyncClient):
+    """As JSON Schema says, 180.0 is an integer; a title of only spaces or zero-width characters is refused."""
+    await _sitting(client)
+    vote = {"motion": "m", "yes": 180.0, "no": 0, "abstain": 0, "absent": 0, "result": "passed"}
+    r = await client.post("/api/sittings/senate-1/votes", json=vote)
+    assert r.status_code == 201 and r.json()["vote"]["yes"] == 180
+    for title in ("", " \u200b\ufeff\u3000 "):
+        r = await client.post("/api/sittings/senate-1/agenda", json={"title": title})
+        assert r.status_code == 422 and r.json()["field"] == "title"
 
 
 async def test_unknown_route_uses_the_error_shape(client: httpx.AsyncClient):
     """A 404 from routing is JSON in the one error shape."""
     r = await client.get("/api/nothing-here")
     assert r.status_code == 404 and r.json() == {"ok": False, "status": 404, "error": "Not Found"}
+    assert (await client.get("/api/sittings/x/y/z")).status_code == 404
+
+
+async def _account_token(client: httpx.AsyncClient, username: str, roles: list[str]) -> dict[str, str]:
+    """A new staff account's API token (made with the bootstrap token), as request headers."""
+    r = await client.post(
+        "/api/staff/accounts", json={"username": username, "password": "a long enough secret 1", "roles": roles}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/api/staff/accounts/{r.json()['account']['id']}/tokens", json={"label": "test"})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+async def test_a_correction_is_attributed_to_the_signed_in_account(client: httpx.AsyncClient, running: Running):
+    """A correction made with an account's token names that account; the bootstrap token's stays "operator"."""
+    await _sitting(client)
+    segment, _ = await running.app.state.recorder.caption_final("senate-1", "a1", "สวัสดีครับ", 1.0, 2.0)
+    somchai = await _account_token(client, "somchai", ["operator"])
+    r = await client.patch(f"/api/segments/{segment.id}", json={"text": "สวัสดีค่ะ"}, headers=somchai)
+    assert r.status_code == 200, r.text
+    assert (await client.patch(f"/api/segments/{segment.id}", json={"text": "สวัสดี"})).status_code == 200
+    revisions = (await client.get(f"/api/segments/{segment.id}/revisions")).json()["revisions"]
+    assert [r["text"] for r in revisions] == ["สวัสดีครับ", "สวัสดีค่ะ", "สวัสดี"]
+    assert [r["author"] for r in revisions[1:]] == ["somchai", "operator"]
+
+
+async def test_idempotency_keys_belong_to_the_account_that_sent_them(client: httpx.AsyncClient):
+    """Two accounts sending the same Idempotency-Key both have their vote recorded; each one's retry replays its own."""
+    await _sitting(client)
+    vote = {"motion": "m", "yes": 1, "no": 0, "abstain": 0, "absent": 0, "result": "passed"}
+    first = {**await _account_token(client, "operator-a", ["operator"]), "Idempotency-Key": "vote-1"}
+    second = {**await _account_token(client, "operator-b", ["operator"]), "Idempotency-Key": "vote-1"}
+    a = await client.post("/api/sittings/senate-1/votes", json=vote, headers=first)
+    b = await client.post("/api/sittings/senate-1/votes", json=vote, headers=second)
+    assert a.status_code == b.status_code == 201 and "Idempotent-Replayed" not in b.headers
+    assert a.json()["vote"]["id"] != b.json()["vote"]["id"]
+    again = await client.post("/api/sittings/senate-1/votes", json=vote, headers=second)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == b.json()
+    assert len((await client.get("/api/sittings/senate-1")).json()["votes"]) == 2

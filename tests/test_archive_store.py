@@ -1,20 +1,27 @@
-"""SqliteStore against a real SQLite file: every method, errors, durability and concurrency."""
+"""The one Store suite, run against SqliteStore on a real file and PostgresStore on a real database: every method,
+errors, durability and concurrency. Checks that only make sense for one backend (WAL mode, the schema_version
+table, what PostgreSQL does when a connection dies) are in their own modules' tests."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from archive.models import Sitting
+from archive.search import QueryError
 from archive.store import Conflict, NotFound, Store
+from archive.store_postgres import WRITE_LOCK, PostgresStore
 from archive.store_sqlite import SCHEMA_VERSION, SqliteStore
 
 # A real-style Thai bill title; repeated below to pass 500 characters as long agenda items do.
@@ -23,14 +30,52 @@ BILL_TITLE = (
 )
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "nested" / "dir" / "archive.sqlite3"
+@dataclass(frozen=True)
+class Backend:
+    """Where one backend's archive lives, and how to open a store on it."""
+
+    name: str
+    location: str  # the SQLite file's path, or the PostgreSQL database's URL
+
+    def store(self) -> Store:
+        if self.name == "sqlite":
+            return SqliteStore(self.location)
+        return PostgresStore(self.location)
+
+    def constructor(self) -> str:
+        """Python source that builds the same store, for a subprocess."""
+        if self.name == "sqlite":
+            return f"__import__('archive.store_sqlite').store_sqlite.SqliteStore({self.location!r})"
+        return f"__import__('archive.store_postgres').store_postgres.PostgresStore({self.location!r})"
+
+    @contextlib.contextmanager
+    def writes_blocked(self) -> Iterator[None]:
+        """Hold the database's write lock from outside the store (as another process would) until the block ends."""
+        if self.name == "sqlite":
+            blocker = sqlite3.connect(self.location, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")
+                yield
+                blocker.execute("COMMIT")
+            finally:
+                blocker.close()
+        else:
+            with psycopg.connect(self.location, autocommit=True) as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+                yield
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
 
 
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(db_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "nested" / "dir" / "archive.sqlite3"))
+    return Backend("postgres", request.getfixturevalue("postgres_url"))
+
+
+@contextlib.asynccontextmanager
+async def opened(backend: Backend) -> AsyncIterator[Store]:
+    s = backend.store()
     await s.open()
     try:
         yield s
@@ -38,13 +83,21 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
         await s.close()
 
 
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    async with opened(backend) as s:
+        yield s
+
+
 async def _sitting(store: Store, id: str = "s1") -> Sitting:
     return await store.create_sitting(id, "การประชุมวุฒิสภา ครั้งที่ ๑", "senate", "2026-05-01T09:30:00Z")
 
 
-async def test_open_creates_parent_dirs_wal_and_schema(store: SqliteStore, db_path: Path) -> None:
-    """Opening creates missing parent dirs, a WAL-mode file and the current schema version."""
-    assert db_path.is_file()
+async def test_sqlite_open_creates_parent_dirs_wal_and_schema(tmp_path: Path) -> None:
+    """Opening a SQLite store creates missing parent dirs, a WAL-mode file and the current schema version."""
+    db_path = tmp_path / "nested" / "dir" / "archive.sqlite3"
+    async with opened(Backend("sqlite", str(db_path))):
+        assert db_path.is_file()
     conn = sqlite3.connect(db_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -53,7 +106,7 @@ async def test_open_creates_parent_dirs_wal_and_schema(store: SqliteStore, db_pa
         conn.close()
 
 
-async def test_sitting_round_trip(store: SqliteStore) -> None:
+async def test_sitting_round_trip(store: Store) -> None:
     """A created sitting reads back identically, scheduled, with UTC 'Z' timestamps."""
     created = await _sitting(store)
     assert created.status == "scheduled"
@@ -63,12 +116,12 @@ async def test_sitting_round_trip(store: SqliteStore) -> None:
     assert created.to_dict()["scheduled_at"] == "2026-05-01T09:30:00Z"
 
 
-async def test_missing_sitting_is_none(store: SqliteStore) -> None:
+async def test_missing_sitting_is_none(store: Store) -> None:
     """Getting an unknown sitting returns None rather than raising."""
     assert await store.get_sitting("nope") is None
 
 
-async def test_duplicate_sitting_conflicts(store: SqliteStore) -> None:
+async def test_duplicate_sitting_conflicts(store: Store) -> None:
     """Creating a sitting with an existing id raises Conflict and leaves the original alone."""
     original = await _sitting(store)
     with pytest.raises(Conflict):
@@ -76,13 +129,13 @@ async def test_duplicate_sitting_conflicts(store: SqliteStore) -> None:
     assert await store.get_sitting("s1") == original
 
 
-async def test_invalid_chamber_rejected(store: SqliteStore) -> None:
+async def test_invalid_chamber_rejected(store: Store) -> None:
     """A chamber outside senate/joint/committee raises ValueError."""
     with pytest.raises(ValueError):
         await store.create_sitting("s1", "t", "house", None)
 
 
-async def test_list_sittings_newest_first_with_paging(store: SqliteStore) -> None:
+async def test_list_sittings_newest_first_with_paging(store: Store) -> None:
     """Sittings list newest first and limit/offset page through them."""
     for i in range(5):
         await store.create_sitting(f"s{i}", f"sitting {i}", "committee", None)
@@ -92,7 +145,7 @@ async def test_list_sittings_newest_first_with_paging(store: SqliteStore) -> Non
     assert [s.id for s in page] == ["s3", "s2"]
 
 
-async def test_status_timestamps(store: SqliteStore) -> None:
+async def test_status_timestamps(store: Store) -> None:
     """Going live sets started_at once; adjourning sets ended_at; resuming clears ended_at."""
     await _sitting(store)
     live = await store.set_sitting_status("s1", "live")
@@ -106,20 +159,20 @@ async def test_status_timestamps(store: SqliteStore) -> None:
     assert await store.get_sitting("s1") == resumed
 
 
-async def test_status_of_unknown_sitting_not_found(store: SqliteStore) -> None:
+async def test_status_of_unknown_sitting_not_found(store: Store) -> None:
     """Changing the status of a missing sitting raises NotFound."""
     with pytest.raises(NotFound):
         await store.set_sitting_status("nope", "live")
 
 
-async def test_invalid_status_rejected(store: SqliteStore) -> None:
+async def test_invalid_status_rejected(store: Store) -> None:
     """A status outside scheduled/live/adjourned raises ValueError."""
     await _sitting(store)
     with pytest.raises(ValueError):
         await store.set_sitting_status("s1", "paused")
 
 
-async def test_agenda_order_and_current_item(store: SqliteStore) -> None:
+async def test_agenda_order_and_current_item(store: Store) -> None:
     """Order defaults to the next number, agenda sorts by order, current is the latest added."""
     await _sitting(store)
     first = await store.add_agenda_item("s1", "เรื่องที่ประธานแจ้งต่อที่ประชุม", None, None, 0)
@@ -134,7 +187,7 @@ async def test_agenda_order_and_current_item(store: SqliteStore) -> None:
     assert await store.current_agenda_item("s1") == late_first
 
 
-async def test_empty_sitting_has_no_current_items(store: SqliteStore) -> None:
+async def test_empty_sitting_has_no_current_items(store: Store) -> None:
     """A sitting with no agenda or speakers has no current item or speaker."""
     await _sitting(store)
     assert await store.agenda("s1") == []
@@ -142,7 +195,7 @@ async def test_empty_sitting_has_no_current_items(store: SqliteStore) -> None:
     assert await store.current_speaker("s1") is None
 
 
-async def test_long_thai_title_round_trips_exactly(store: SqliteStore) -> None:
+async def test_long_thai_title_round_trips_exactly(store: Store) -> None:
     """A 500+ character Thai agenda title comes back whole, equal to its NFC form."""
     title = " ".join([BILL_TITLE] * 5)
     assert len(title) > 500
@@ -153,7 +206,7 @@ async def test_long_thai_title_round_trips_exactly(store: SqliteStore) -> None:
     assert len(stored.title) == len(title)
 
 
-async def test_text_is_normalised_on_write(store: SqliteStore) -> None:
+async def test_text_is_normalised_on_write(store: Store) -> None:
     """Zero-width characters are stripped, whitespace collapsed and text NFC on the way in."""
     await _sitting(store)
     dirty = "\ufeff  ท่าน\u200bประธาน   ที่เคารพ\u2060 " + unicodedata.normalize("NFD", "é")
@@ -163,7 +216,7 @@ async def test_text_is_normalised_on_write(store: SqliteStore) -> None:
     assert (speaker.name, speaker.role) == ("นายสมชาย ใจดี", "ประธาน")
 
 
-async def test_speakers_and_current_speaker(store: SqliteStore) -> None:
+async def test_speakers_and_current_speaker(store: Store) -> None:
     """Speakers round-trip and the current speaker is the most recently added."""
     await _sitting(store)
     a = await store.add_speaker("s1", "นายสมชาย ใจดี", "ประธานวุฒิสภา", 0)
@@ -173,7 +226,7 @@ async def test_speakers_and_current_speaker(store: SqliteStore) -> None:
     assert await store.current_speaker("s1") == b
 
 
-async def test_segments_order_paging_and_seq(store: SqliteStore) -> None:
+async def test_segments_order_paging_and_seq(store: Store) -> None:
     """Segments sort by start_ms then id, page by after_id/limit and take their seq later."""
     await _sitting(store)
     item = await store.add_agenda_item("s1", "วาระที่ ๑", None, None, 0)
@@ -191,13 +244,13 @@ async def test_segments_order_paging_and_seq(store: SqliteStore) -> None:
     assert first.seq == 42 and first.agenda_item_id == item.id and first.speaker_id is None
 
 
-async def test_segment_seq_of_unknown_segment_not_found(store: SqliteStore) -> None:
+async def test_segment_seq_of_unknown_segment_not_found(store: Store) -> None:
     """Setting the seq of a missing segment raises NotFound."""
     with pytest.raises(NotFound):
         await store.set_segment_seq(999, 1)
 
 
-async def test_segment_with_unknown_agenda_item_not_found(store: SqliteStore) -> None:
+async def test_segment_with_unknown_agenda_item_not_found(store: Store) -> None:
     """A segment pointing at a missing agenda item raises NotFound and is not stored."""
     await _sitting(store)
     with pytest.raises(NotFound):
@@ -205,7 +258,7 @@ async def test_segment_with_unknown_agenda_item_not_found(store: SqliteStore) ->
     assert await store.segments("s1") == []
 
 
-async def test_votes_round_trip_and_seq(store: SqliteStore) -> None:
+async def test_votes_round_trip_and_seq(store: Store) -> None:
     """Votes round-trip with their counts and take their seq after publishing."""
     await _sitting(store)
     item = await store.add_agenda_item("s1", BILL_TITLE, "bill-7", None, None)
@@ -219,7 +272,7 @@ async def test_votes_round_trip_and_seq(store: SqliteStore) -> None:
     assert votes[0].seq == 7 and votes[0].bill_id == "bill-7" and votes[0].agenda_item_id == item.id
 
 
-async def test_vote_validation(store: SqliteStore) -> None:
+async def test_vote_validation(store: Store) -> None:
     """An unknown result or negative count is rejected; an unknown vote's seq is NotFound."""
     await _sitting(store)
     with pytest.raises(ValueError):
@@ -230,7 +283,7 @@ async def test_vote_validation(store: SqliteStore) -> None:
         await store.set_vote_seq(999, 1)
 
 
-async def test_bill_upsert(store: SqliteStore) -> None:
+async def test_bill_upsert(store: Store) -> None:
     """Upserting a bill inserts it, then replaces title and status in place."""
     assert await store.get_bill("bill-1") is None
     first = await store.upsert_bill("bill-1", BILL_TITLE, None)
@@ -240,8 +293,86 @@ async def test_bill_upsert(store: SqliteStore) -> None:
     assert await store.get_bill("bill-1") == updated
 
 
+async def test_corrections_keep_the_draft_and_the_permalink(store: Store) -> None:
+    """A correction becomes the segment's text under the same id and seq; the machine draft stays as revision 1."""
+    await _sitting(store)
+    draft = await store.add_segment("s1", 0, 1_000, "ขอเปิดการประชุน", None, None)
+    await store.set_segment_seq(draft.id, 9)
+    assert [(r.revision, r.author) for r in await store.segment_revisions(draft.id)] == [(1, "machine")]
+    fixed = await store.revise_segment(draft.id, " ขอเปิด\u200bการประชุม ", "บรรณาธิการ")
+    assert (fixed.id, fixed.seq, fixed.revision, fixed.text) == (draft.id, 9, 2, "ขอเปิดการประชุม")
+    again = await store.revise_segment(draft.id, "ขอเปิดการประชุมครับ", "บรรณาธิการ")
+    assert await store.get_segment(draft.id) == again
+    revisions = await store.segment_revisions(draft.id)
+    assert [(r.revision, r.text, r.author) for r in revisions] == [
+        (1, "ขอเปิดการประชุน", "machine"),
+        (2, "ขอเปิดการประชุม", "บรรณาธิการ"),
+        (3, "ขอเปิดการประชุมครับ", "บรรณาธิการ"),
+    ]
+    with pytest.raises(ValueError):
+        await store.revise_segment(draft.id, " \u200b ", "x")
+    with pytest.raises(NotFound):
+        await store.revise_segment(999_999, "x", "x")
+    assert await store.segment_revisions(999_999) == [] and await store.get_segment(999_999) is None
+
+
+async def test_neighbours_review_and_speakers(store: Store) -> None:
+    """Neighbours come in media order on each side; review marks and unmarks a sitting; speakers list in order."""
+    await _sitting(store)
+    segments = [await store.add_segment("s1", i * 1_000, i * 1_000 + 900, f"ข้อ {i}", None, None) for i in range(5)]
+    before, after = await store.segment_neighbours(segments[2], 2, 1)
+    assert [s.id for s in before] == [segments[0].id, segments[1].id] and [s.id for s in after] == [segments[3].id]
+    reviewed = await store.set_sitting_reviewed("s1", True)
+    assert reviewed.reviewed_at is not None and (await store.get_sitting("s1")) == reviewed
+    assert (await store.set_sitting_reviewed("s1", False)).reviewed_at is None
+    with pytest.raises(NotFound):
+        await store.set_sitting_reviewed("ghost", True)
+    a = await store.add_speaker("s1", "ก", None, None)
+    b = await store.add_speaker("s1", "ข", None, None)
+    assert await store.speakers("s1") == [a, b]
+
+
+async def test_bill_record_gathers_agenda_votes_and_mentions(store: Store) -> None:
+    """A bill's record holds the sittings, agenda items, votes and linked segments about it, newest first."""
+    await _sitting(store)
+    await store.create_sitting("s2", "การประชุมวุฒิสภา ครั้งที่ ๒", "senate", "2026-05-08T09:30:00Z")
+    bill = await store.upsert_bill("bill-1", BILL_TITLE, None)
+    await store.upsert_bill("bill-0", "ร่างอื่น", None)
+    item = await store.add_agenda_item("s1", BILL_TITLE, "bill-1", None, None)
+    vote = await store.add_vote("s1", "รับหลักการ", 1, 0, 0, 0, "passed", "bill-1", item.id)
+    mention = await store.add_segment("s2", 0, 1_000, "ตามร่างพระราชบัญญัติ", None, None)
+    await store.link_bills(mention.id, ["bill-1", "bill-1", "bill-0"])
+    assert await store.segment_bills(mention.id) == ["bill-0", "bill-1"]
+    await store.link_bills(mention.id, ["bill-1"])
+    assert await store.segment_bills(mention.id) == ["bill-1"]
+    with pytest.raises(NotFound):
+        await store.link_bills(999_999, ["bill-1"])
+    assert [b.id for b in await store.list_bills()] == ["bill-0", "bill-1"]
+    record = await store.bill_record("bill-1")
+    assert record is not None and record.bill == bill
+    assert [s.id for s in record.sittings] == ["s2", "s1"]
+    assert record.agenda_items == [item] and record.votes == [vote] and [s.id for s in record.segments] == [mention.id]
+    assert await store.bill_record("nope") is None
+
+
+async def test_search_follows_recording_and_corrections(store: Store) -> None:
+    """A final is searchable once its write returns, inside compounds too; a correction replaces its text; bad
+    input is a QueryError naming the field."""
+    await _sitting(store)
+    speaker = await store.add_speaker("s1", "นายสมชาย ใจดี", None, None)
+    segment = await store.add_segment("s1", 0, 1_000, "ในปีงบประมาณ ๒๕๖๘ ที่ประชุมมีมติ", None, speaker.id)
+    (hit,) = (await store.search("งบประมาณ 2568")).hits
+    assert (hit.segment_id, hit.sitting_id, hit.speaker) == (segment.id, "s1", "นายสมชาย ใจดี")
+    await store.revise_segment(segment.id, "ในปีงบประมาณ ๒๕๖๘ ที่ประชุมลงคะแนน", "บรรณาธิการ")
+    assert (await store.search("มติ")).hits == []
+    assert [h.segment_id for h in (await store.search("ลงคะแนน")).hits] == [segment.id]
+    with pytest.raises(QueryError) as err:
+        await store.search('"unbalanced')
+    assert err.value.field == "q"
+
+
 @pytest.mark.parametrize("write", ["agenda", "speaker", "segment", "vote"])
-async def test_writes_to_unknown_sitting_not_found(store: SqliteStore, write: str) -> None:
+async def test_writes_to_unknown_sitting_not_found(store: Store, write: str) -> None:
     """Adding anything under a sitting that does not exist raises NotFound."""
     with pytest.raises(NotFound):
         if write == "agenda":
@@ -254,9 +385,9 @@ async def test_writes_to_unknown_sitting_not_found(store: SqliteStore, write: st
             await store.add_vote("ghost", "m", 1, 0, 0, 0, "passed", None, None)
 
 
-async def test_closed_store_refuses_work(db_path: Path) -> None:
+async def test_closed_store_refuses_work(backend: Backend) -> None:
     """Using a store before open or after close raises RuntimeError instead of hanging."""
-    s = SqliteStore(db_path)
+    s = backend.store()
     with pytest.raises(RuntimeError):
         await s.get_sitting("s1")
     await s.open()
@@ -265,9 +396,9 @@ async def test_closed_store_refuses_work(db_path: Path) -> None:
         await _sitting(s)
 
 
-async def test_everything_survives_reopen(db_path: Path) -> None:
-    """After close, a new store on the same file reads back every record exactly."""
-    async with SqliteStore(db_path) as first:
+async def test_everything_survives_reopen(backend: Backend) -> None:
+    """After close, a new store on the same database migrates nothing and reads back every record exactly."""
+    async with opened(backend) as first:
         sitting = await _sitting(first)
         sitting = await first.set_sitting_status(sitting.id, "live")
         item = await first.add_agenda_item("s1", BILL_TITLE * 4, "bill-1", None, 0)
@@ -276,7 +407,7 @@ async def test_everything_survives_reopen(db_path: Path) -> None:
         await first.set_segment_seq(segment.id, 3)
         vote = await first.add_vote("s1", "รับหลักการ", 1, 2, 3, 4, "rejected", "bill-1", item.id)
         bill = await first.upsert_bill("bill-1", BILL_TITLE, "รอพิจารณา")
-    async with SqliteStore(db_path) as second:
+    async with opened(backend) as second:
         assert await second.get_sitting("s1") == sitting
         assert await second.list_sittings() == [sitting]
         assert await second.agenda("s1") == [item]
@@ -287,33 +418,32 @@ async def test_everything_survives_reopen(db_path: Path) -> None:
         assert await second.get_bill("bill-1") == bill
 
 
-def test_write_survives_process_death_without_close(db_path: Path) -> None:
+def test_write_survives_process_death_without_close(backend: Backend) -> None:
     """A write whose awaitable returned is there even if the process dies without closing."""
     script = textwrap.dedent(
         f"""
         import asyncio, os
-        from archive.store_sqlite import SqliteStore
 
         async def main() -> None:
-            store = SqliteStore({str(db_path)!r})
+            store = {backend.constructor()}
             await store.open()
             await store.create_sitting("s1", "t", "joint", None)
             await store.add_segment("s1", 0, 900, "คำบรรยายสุดท้าย", None, None)
-            os._exit(0)  # no close, no checkpoint: only the committed WAL is left
+            os._exit(0)  # no close, no checkpoint, connections dropped: only what was committed is left
 
         asyncio.run(main())
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[1])
-    conn = sqlite3.connect(db_path)
-    try:
-        rows = conn.execute("SELECT sitting_id, text FROM segments").fetchall()
-    finally:
-        conn.close()
-    assert rows == [("s1", "คำบรรยายสุดท้าย")]
+
+    async def read_back() -> list[tuple[str, str]]:
+        async with opened(backend) as store:
+            return [(s.sitting_id, s.text) for s in await store.segments("s1")]
+
+    assert asyncio.run(read_back()) == [("s1", "คำบรรยายสุดท้าย")]
 
 
-async def test_concurrent_writes_all_land(store: SqliteStore) -> None:
+async def test_concurrent_writes_all_land(store: Store) -> None:
     """Hundreds of writes from concurrent tasks are all stored with distinct ids."""
     await _sitting(store)
 
@@ -329,7 +459,7 @@ async def test_concurrent_writes_all_land(store: SqliteStore) -> None:
     assert [s.text for s in stored] == [f"ข้อความ {i}" for i in range(300)]
 
 
-async def test_reads_run_concurrently_with_writes(store: SqliteStore) -> None:
+async def test_reads_run_concurrently_with_writes(store: Store) -> None:
     """Interleaved reads and writes from many tasks all complete with consistent results."""
     await _sitting(store)
 
@@ -345,19 +475,14 @@ async def test_reads_run_concurrently_with_writes(store: SqliteStore) -> None:
     assert current is not None and current.name.startswith("ผู้พูด")
 
 
-async def test_blocked_write_leaves_loop_and_reads_free(store: SqliteStore, db_path: Path) -> None:
+async def test_blocked_write_leaves_loop_and_reads_free(store: Store, backend: Backend) -> None:
     """While a write waits on a database lock, the event loop and store reads keep running."""
     await _sitting(store)
-    blocker = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        blocker.execute("BEGIN IMMEDIATE")  # hold the write lock from outside the store
+    with backend.writes_blocked():  # hold the write lock from outside the store
         pending = asyncio.create_task(store.add_speaker("s1", "ผู้พูด", None, None))
         for _ in range(10):
             await asyncio.sleep(0)
         sitting = await store.get_sitting("s1")
         assert sitting is not None and not pending.done()
-        blocker.execute("COMMIT")
-        speaker = await pending
-    finally:
-        blocker.close()
+    speaker = await pending
     assert await store.current_speaker("s1") == speaker

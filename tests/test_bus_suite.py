@@ -24,7 +24,7 @@ import redis.exceptions
 from broadcast.broker import Broker, EventHandler
 from broadcast.broker_memory import MemoryBroker
 from broadcast.broker_redis import RedisBroker, redact
-from broadcast.envelope import Event, Position, dumps
+from broadcast.envelope import MAX_SEQ, NO_EPOCH, Event, Position, dumps
 from broadcast.hub import Hub
 from broadcast.outbox import Frame, Outbox
 
@@ -131,13 +131,13 @@ async def test_channels_are_numbered_independently(broker: Broker) -> None:
     assert (a1.seq, b1.seq, a2.seq) == (1, 1, 2)
 
 
-async def test_position_of_an_unused_channel_is_zero_in_the_epoch_publish_then_uses(broker: Broker) -> None:
-    """position() before any publication is seq 0, and its epoch is the one the first event carries."""
+async def test_position_of_an_unused_channel_is_zero_without_an_epoch_until_the_first_publish(broker: Broker) -> None:
+    """position() before any publication is (0, NO_EPOCH); the first publication starts a real epoch at seq 1."""
     before = await broker.position(CH)
     event = await broker.publish(CH, "speaker", {})
-    assert before.seq == 0
-    assert event.epoch == before.epoch
-    assert await broker.position(CH) == Position(1, before.epoch)
+    assert before == Position(0, NO_EPOCH)
+    assert event.seq == 1 and event.epoch != NO_EPOCH
+    assert await broker.position(CH) == Position(1, event.epoch)
 
 
 async def test_epoch_is_stable_across_publishes(broker: Broker) -> None:
@@ -171,10 +171,28 @@ async def test_history_respects_the_limit(broker: Broker) -> None:
 
 
 async def test_history_of_an_empty_channel(broker: Broker) -> None:
-    """An unused channel has no events, position 0 and first seq 1 (position + 1)."""
+    """An unused channel has no events, position (0, NO_EPOCH) and first seq 1 (position + 1)."""
     events, position, first = await broker.history(CH, 0, 10)
-    assert (events, position.seq, first) == ([], 0, 1)
+    assert (events, position, first) == ([], Position(0, NO_EPOCH), 1)
     assert position == await broker.position(CH)
+
+
+async def test_history_with_an_absurd_since_is_empty_not_an_error(broker: Broker) -> None:
+    """since up to MAX_SEQ (and beyond, as the hub never passes) reads nothing instead of failing in the backend."""
+    await publish_n(broker, 3)
+    for since in (2**31, MAX_SEQ - 1, MAX_SEQ, 10**30):
+        events, position, first = await broker.history(CH, since, 10)
+        assert (events, position.seq, first) == ([], 3, 1)
+
+
+async def test_a_channel_subscribed_before_its_first_publication_gets_it_live(
+    broker: Broker, recorder: Recorder
+) -> None:
+    """Subscribing to a channel without history delivers its first events live, from seq 1, once each."""
+    await broker.subscribe(CH)
+    published = await publish_n(broker, 3)
+    await recorder.wait_count(CH, 3)
+    assert [(e.seq, e.epoch) for e in recorder.on(CH)] == [(e.seq, e.epoch) for e in published]
 
 
 async def test_trimming_raises_the_first_seq_still_held(make_broker: MakeBroker, kind: str) -> None:
@@ -503,13 +521,11 @@ async def test_deleted_history_starts_a_new_epoch(
     await recorder.wait_count(CH, 3)
 
     await admin.delete(f"{redis_prefix}:meta:{CH}", f"{redis_prefix}:stream:{CH}")
-    position = await broker.position(CH)
-    assert position.seq == 0
-    assert position.epoch != old[0].epoch
+    assert await broker.position(CH) == Position(0, NO_EPOCH)
     event = await broker.publish(CH, "sitting.status", {"status": "resumed"})
-    assert (event.seq, event.epoch) == (1, position.epoch)
+    assert event.seq == 1 and event.epoch not in (old[0].epoch, NO_EPOCH)
     await recorder.wait_count(CH, 4)
-    old_epoch, new_epoch = old[0].epoch, position.epoch
+    old_epoch, new_epoch = old[0].epoch, event.epoch
     assert [(e.seq, e.epoch) for e in recorder.on(CH)] == [
         (1, old_epoch),
         (2, old_epoch),
@@ -580,7 +596,8 @@ async def hub_for(make_broker: MakeBroker) -> Callable[..., Awaitable[tuple[Hub,
 
 RECOVERY_CASES = {
     # name: (history_size, published, since, epoch sent, recovered, replayed)
-    # epoch sent: "same" | "other" | None; replayed: "missed" (since+1..top), "held" (first held..top), "none"
+    # epoch sent: "same" | "other" | "none" (NO_EPOCH, read before the first event) | None;
+    # replayed: "missed" (since+1..top), "held" (first held..top), "none"
     "resume from a position": (10_000, 10, 4, "same", True, "missed"),
     "resume without an epoch": (10_000, 10, 4, None, True, "missed"),
     "resume at the top": (10_000, 10, 10, "same", True, "none"),
@@ -588,6 +605,8 @@ RECOVERY_CASES = {
     "since older than the trimmed history": (20, 250, 1, "same", False, "held"),
     "since beyond the top": (10_000, 10, 99, "same", False, "none"),
     "epoch changed": (10_000, 10, 4, "other", False, "none"),
+    "position read before the first event": (10_000, 10, 0, "none", True, "missed"),
+    "a seq in no epoch": (10_000, 10, 3, "none", False, "none"),
 }
 
 
@@ -597,7 +616,7 @@ async def test_hub_recovery_cases(hub_for: Callable[..., Awaitable[tuple[Hub, Br
     history_size, published, since, epoch_kind, recovered, replay = RECOVERY_CASES[case]
     hub, broker = await hub_for(history_size=history_size)
     events = await publish_n(broker, published)
-    epoch = {"same": events[0].epoch, "other": "00000000", None: None}[epoch_kind]
+    epoch = {"same": events[0].epoch, "other": "00000000", "none": NO_EPOCH, None: None}[epoch_kind]
     _, _, first_held = await broker.history(CH, 0, 1)
 
     outbox = Outbox(limit=10_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -299,3 +300,141 @@ def test_pieces_of_one_utterance_are_joined_in_text_and_cues():
     ]
     assert to_text(sitting, segments).splitlines()[0] == "[00:00:01] มันเป็นเรื่องที่ดี"
     assert "00:00:01.000 --> 00:00:03.000\nมันเป็นเรื่องที่ดี" in to_webvtt(sitting, segments)
+
+
+# ---- serving exports: off the event loop, bounded, cached ------------------------------------------------------
+
+SPEECH = "ท่านประธานที่เคารพ กระผมขออภิปรายในร่างพระราชบัญญัติงบประมาณรายจ่ายประจำปี ซึ่งมีความสำคัญต่อประชาชนทุกคน"
+
+
+def _bulk_segments(db: Path, sitting_id: str, n: int, every_ms: int = 3600) -> None:
+    """``n`` Thai caption segments straight into the archive file, one transaction (a sitting's worth in seconds)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO segments (sitting_id, start_ms, end_ms, wall_time, text, revision, utterance_id)"
+                " VALUES (?, ?, ?, '2026-05-01T09:30:00.000Z', ?, 1, ?)",
+                [(sitting_id, i * every_ms, i * every_ms + every_ms - 100, f"{SPEECH} {i}", f"u{i}") for i in range(n)],
+            )
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path):
+    from archive.store_sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "archive.db")
+    await store.open()
+    await store.create_sitting("s1", "การประชุม", "senate")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_exports_are_cached_until_the_segments_change(sqlite_store):
+    """A second export of an unchanged sitting is served from the cache; a new segment or a seq written back makes
+    the next export render again."""
+    from archive.export_cache import TranscriptExports
+
+    exports_ = TranscriptExports(sqlite_store)
+    await sqlite_store.add_segment("s1", 0, 2000, "ขอเปิดการประชุม")
+    sitting = await sqlite_store.get_sitting("s1")
+    first = await exports_.render(sitting, "vtt")
+    assert await exports_.render(sitting, "vtt") == first and exports_.renders == 1
+    segment = await sqlite_store.add_segment("s1", 2000, 4000, "ระเบียบวาระที่ ๑")
+    assert "ระเบียบวาระที่ ๑" in (await exports_.render(sitting, "vtt")).decode() and exports_.renders == 2
+    await sqlite_store.set_segment_seq(segment.id, 7)
+    assert json.loads(await exports_.render(sitting, "json"))["segments"][1]["seq"] == 7
+
+
+async def test_exports_over_the_concurrency_limit_are_refused(sqlite_store, tmp_path: Path):
+    """With every render slot and waiting place taken, another export raises Busy instead of queueing forever."""
+    from archive.export_cache import Busy, TranscriptExports
+
+    _bulk_segments(tmp_path / "archive.db", "s1", 1500)
+    sitting = await sqlite_store.get_sitting("s1")
+    exports_ = TranscriptExports(sqlite_store, max_concurrent=1, max_waiting=0)
+    first = asyncio.ensure_future(exports_.render(sitting, "vtt"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy):
+        await exports_.render(sitting, "srt")
+    assert (await first).startswith(b"WEBVTT")
+
+
+@pytest.mark.fast
+def test_byte_lru_evicts_least_recently_used_by_size() -> None:
+    """The cache holds at most max_bytes: the least recently read entries go first; a too-big entry is not kept."""
+    from archive.export_cache import ByteLRU
+
+    lru = ByteLRU(10)
+    lru.put("a", b"1234")
+    lru.put("b", b"1234")
+    assert lru.get("a") == b"1234"
+    lru.put("c", b"1234")
+    assert lru.get("b") is None and lru.get("a") is not None and lru.size == 8
+    lru.put("huge", b"x" * 11)
+    assert lru.get("huge") is None and len(lru) == 2
+
+
+async def test_a_six_hour_vtt_export_does_not_stall_live_events(tmp_path: Path):
+    """While a six-hour sitting (6,000 Thai segments) is exported as WebVTT, a WebSocket client keeps receiving the
+    events published every 50 ms: all of them, and never held up for more than a third of the export's time."""
+    import time
+
+    import httpx
+    import websockets
+    from live_server import serve, test_settings
+
+    from broadcast.envelope import sitting_channel
+
+    async with serve(test_settings(tmp_path)) as running:
+        await running.app.state.store.create_sitting("long", "การประชุมยาว", "senate")
+        _bulk_segments(tmp_path / "sapha.db", "long", 6000)
+        channel = sitting_channel("long")
+        hub = running.app.state.hub
+        received: list[tuple[int, float]] = []
+        async with websockets.connect(running.ws_url) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
+            assert json.loads(await ws.recv())["op"] == "subscribed"
+            stop = asyncio.Event()
+
+            async def publish() -> int:
+                count = 0
+                while not stop.is_set():
+                    await hub.publish(channel, "caption.partial", {"text": f"กำลังพูด {count}"})
+                    count += 1
+                    await asyncio.sleep(0.05)
+                return count
+
+            async def receive() -> None:
+                while True:
+                    received.append((json.loads(await ws.recv())["seq"], time.monotonic()))
+
+            publisher = asyncio.create_task(publish())
+            receiver = asyncio.create_task(receive())
+            await asyncio.sleep(0.3)
+            async with httpx.AsyncClient(base_url=running.url, timeout=120) as client:
+                started = time.monotonic()
+                r = await client.get("/api/sittings/long/transcript", params={"format": "vtt"})
+                export_s = time.monotonic() - started
+            await asyncio.sleep(0.3)
+            stop.set()
+            published = await publisher
+            deadline = time.monotonic() + 10
+            while len(received) < published and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/vtt")
+    assert r.text.startswith("WEBVTT") and r.text.count(" --> ") >= 6000
+    # Only meaningful if the export spans many publish intervals.
+    assert export_s > 10 * 0.05, f"export took {export_s:.2f} s: too short to tell"
+    assert [seq for seq, _ in received] == list(range(1, published + 1))
+    max_gap = max(b - a for (_, a), (_, b) in pairwise(received))
+    assert max_gap < export_s / 3, f"events stalled {max_gap:.2f} s during a {export_s:.2f} s export"

@@ -8,7 +8,7 @@ import math
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +30,7 @@ from broadcast.hub import Hub
 from broadcast.metrics import Metrics
 from live.feed import CaptionHorizon, LiveFeed
 from live.hls_http import HlsFiles
-from stream.hls import MPEGTS_HZ, TIMESTAMP_MAP, TS_ORIGIN, Backlog, HlsWriter, avc_codec
+from stream.hls import CAPTION_DELAY_ID, MPEGTS_HZ, TIMESTAMP_MAP, TS_ORIGIN, Backlog, HlsWriter, avc_codec
 from stream.source import AudioChunk, AudioSource
 from stream.titlecard import FALLBACK_TITLE, TitleCard
 from transcribe.caption import Caption
@@ -160,10 +160,14 @@ class MediaPlaylist:
     sequence: int
     entries: list[Entry]
     ended: bool
+    server_control: dict[str, str] | None = None  # EXT-X-SERVER-CONTROL's attributes (live playlists)
 
     @property
     def total(self) -> float:
         return sum(e.duration for e in self.entries)
+
+
+_DISCONTINUITY_SEQUENCE = "#EXT-X-DISCONTINUITY-SEQUENCE"
 
 
 def parse_media(text: str) -> MediaPlaylist:
@@ -173,10 +177,14 @@ def parse_media(text: str) -> MediaPlaylist:
     entries: list[Entry] = []
     pending: dict[str, object] = {}
     ended = False
+    control: dict[str, str] | None = None
     for line in lines[1:-1]:
         assert not ended, "nothing may follow EXT-X-ENDLIST"
         tag, _, value = line.partition(":")
-        if tag in ("#EXT-X-VERSION", "#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE", "#EXT-X-DISCONTINUITY-SEQUENCE"):
+        if tag == "#EXT-X-SERVER-CONTROL":
+            assert not entries and control is None, "EXT-X-SERVER-CONTROL out of place"
+            control = dict(pair.split("=", 1) for pair in value.split(","))
+        elif tag in ("#EXT-X-VERSION", "#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE", _DISCONTINUITY_SEQUENCE):
             assert not entries and not pending and tag not in header, f"{tag} out of place"
             header[tag] = int(value)
         elif tag == "#EXT-X-PROGRAM-DATE-TIME":
@@ -199,13 +207,20 @@ def parse_media(text: str) -> MediaPlaylist:
     assert {"#EXT-X-VERSION", "#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE"} <= set(header)
     target = header["#EXT-X-TARGETDURATION"]
     assert all(math.floor(e.duration + 0.5) <= target for e in entries), "an EXTINF exceeds the target duration"
-    return MediaPlaylist(target, header["#EXT-X-MEDIA-SEQUENCE"], entries, ended)
+    # Live playlists offer blocking reload, with the HOLD-BACK RFC 8216bis asks for; a recording is a plain VOD.
+    if ended:
+        assert control is None, "a closed playlist is plain VOD"
+    else:
+        assert control is not None and control["CAN-BLOCK-RELOAD"] == "YES"
+        assert float(control["HOLD-BACK"]) >= 3 * target
+    return MediaPlaylist(target, header["#EXT-X-MEDIA-SEQUENCE"], entries, ended, control)
 
 
 @dataclass
 class Master:
     media: list[dict[str, str]]
     variants: list[tuple[dict[str, str], str]]
+    session_data: dict[str, str] = field(default_factory=dict)  # DATA-ID -> VALUE
 
 
 def parse_master(text: str) -> Master:
@@ -225,6 +240,10 @@ def parse_master(text: str) -> Master:
             pass
         elif tag == "#EXT-X-MEDIA":
             master.media.append(attributes(value))
+        elif tag == "#EXT-X-SESSION-DATA":
+            data = attributes(value)
+            assert data["DATA-ID"] not in master.session_data, "one EXT-X-SESSION-DATA per DATA-ID"
+            master.session_data[data["DATA-ID"]] = data["VALUE"]
         elif tag == "#EXT-X-STREAM-INF":
             stream = attributes(value)
         else:
@@ -253,7 +272,7 @@ def ts_packets(path: Path) -> list[TsPacket]:
         return [
             TsPacket(p.stream.type, p.pts, p.dts, p.is_keyframe)
             for p in container.demux()
-            if p.size and p.pts is not None
+            if p.size and p.pts is not None and p.dts is not None
         ]
 
 
@@ -311,7 +330,7 @@ def _vtt_seconds(stamp: str) -> float:
 
 
 async def run_source(source: AudioSource, until: float | None = None) -> None:
-    async with contextlib.aclosing(source.chunks()) as chunks:
+    async with contextlib.aclosing(source.chunks()) as chunks:  # type: ignore[type-var]
         async for item in chunks:
             if until is not None and isinstance(item, AudioChunk) and item.end >= until:
                 return
@@ -335,7 +354,7 @@ def remuxed(tmp_path_factory: pytest.TempPathFactory) -> Remuxed:
     """A 6 s H.264/AAC file read (as fast as possible) into HLS, with two captions, then closed."""
     base = tmp_path_factory.mktemp("remux")
     source = h264_aac_mp4(base / "sitting.mp4")
-    writer = HlsWriter(base / "live" / "sitting-1", caption_wait_s=60.0)
+    writer = HlsWriter(base / "live" / "sitting-1", segment_s=2.0, caption_wait_s=60.0)
 
     async def run() -> None:
         await run_source(AudioSource(str(source), hls=writer))
@@ -456,7 +475,7 @@ async def test_the_live_playlist_slides_and_the_closed_one_keeps_everything(tmp_
 async def test_non_h264_video_is_reencoded_with_a_keyframe_every_segment(tmp_path: Path) -> None:
     """MPEG-4 part 2 video and MP2 audio are re-encoded to H.264 within 854x480 and AAC, one GOP per 2 s segment."""
     source = mpeg4_mp2_mkv(tmp_path / "sitting.mkv")
-    writer = HlsWriter(tmp_path / "s2")
+    writer = HlsWriter(tmp_path / "s2", segment_s=2.0)
     await run_source(AudioSource(str(source), hls=writer))
     await writer.aclose()
     assert writer.stats().encoders_opened == 2 and writer.stats().video_dropped == 0
@@ -476,7 +495,7 @@ async def test_non_h264_video_is_reencoded_with_a_keyframe_every_segment(tmp_pat
 
 async def test_a_looped_audio_file_gets_a_title_card_and_timestamps_keep_rising(tmp_path: Path) -> None:
     """A 3 s WAV looped to 9 s becomes H.264 (title card) + AAC whose timestamps rise across loops, with no gaps."""
-    writer = HlsWriter(tmp_path / "s3", picture=small_card())
+    writer = HlsWriter(tmp_path / "s3", segment_s=2.0, picture=small_card())
     await run_source(AudioSource(str(tone_wav(tmp_path / "tone.wav")), loop=True, hls=writer), until=9.0)
     await writer.aclose()
     media, subs = read_media(writer.media_playlist), read_media(writer.subtitle_playlist)
@@ -494,7 +513,7 @@ async def test_a_looped_audio_file_gets_a_title_card_and_timestamps_keep_rising(
 
 async def test_caption_segments_wait_for_final_captions_then_hold_each_cue_where_it_overlaps(tmp_path: Path) -> None:
     """A WebVTT segment is written only once captions are final past its end; a late caption is counted, not lost."""
-    writer = HlsWriter(tmp_path / "s4", picture=small_card(), caption_wait_s=3600.0)
+    writer = HlsWriter(tmp_path / "s4", segment_s=2.0, picture=small_card(), caption_wait_s=3600.0)
     writer.begin_input(video=False, audio=True)
     for n in range(8 * 16_000 // 1024):
         writer.add_audio_frame(audio_frame(n * 1024), n * 1024 / 16_000, block=True)
@@ -520,7 +539,7 @@ async def test_caption_segments_wait_for_final_captions_then_hold_each_cue_where
 
 async def test_pieces_of_one_utterance_roll_up_into_one_growing_cue(tmp_path: Path) -> None:
     """Each final piece of an utterance is shown with the pieces before it, its last two lines, as live TV does."""
-    writer = HlsWriter(tmp_path / "s8", picture=small_card())
+    writer = HlsWriter(tmp_path / "s8", segment_s=2.0, picture=small_card())
     writer.begin_input(video=False, audio=True)
     for n in range(2 * 16_000 // 1024 + 1):
         writer.add_audio_frame(audio_frame(n * 1024), n * 1024 / 16_000, block=True)
@@ -541,7 +560,7 @@ async def test_pieces_of_one_utterance_roll_up_into_one_growing_cue(tmp_path: Pa
 
 async def test_an_input_that_resumes_after_an_outage_starts_a_discontinuity(tmp_path: Path) -> None:
     """Audio that comes back 7 s later (a reconnect) starts a new segment marked EXT-X-DISCONTINUITY, dated 7 s on."""
-    writer = HlsWriter(tmp_path / "s7", picture=small_card())
+    writer = HlsWriter(tmp_path / "s7", segment_s=2.0, picture=small_card())
     for offset in (0.0, 10.0):
         writer.begin_input(video=False, audio=True)
         for n in range(3 * 16_000 // 1024):
@@ -573,7 +592,7 @@ class GatedCard(TitleCard):
 async def test_a_stalled_writer_drops_video_frames_but_keeps_every_audio_frame(tmp_path: Path) -> None:
     """With the worker stalled, video frames beyond the backlog are dropped and counted; no audio is dropped."""
     card = GatedCard()
-    writer = HlsWriter(tmp_path / "s5", picture=card)
+    writer = HlsWriter(tmp_path / "s5", segment_s=2.0, picture=card)
     writer.begin_input(video=False, audio=True)
     writer.add_audio_frame(audio_frame(0), 0.0)
     assert await asyncio.to_thread(card.entered.wait, 10.0)
@@ -648,7 +667,7 @@ async def test_a_live_feed_sends_final_captions_to_hls_and_closes_it_at_the_end(
 ) -> None:
     """LiveFeed forwards its finals to the source's HLS writer and closes the writer (ENDLIST) when the feed ends."""
     await recorder.create_sitting("s6", "ทดสอบ", "senate")
-    writer = HlsWriter(tmp_path / "s6", picture=small_card(), caption_wait_s=3600.0)
+    writer = HlsWriter(tmp_path / "s6", segment_s=2.0, picture=small_card(), caption_wait_s=3600.0)
     source = AudioSource(str(tone_wav(tmp_path / "tone.wav", seconds=4.0)), chunk_seconds=1.0, hls=writer)
     await LiveFeed("s6", source, EchoEngine, recorder, Metrics()).run()
     subs = read_media(writer.subtitle_playlist)
@@ -722,6 +741,140 @@ async def test_unknown_or_unsafe_names_are_a_404_json_error(remuxed: Remuxed, pa
     body = response.json()
     assert body["ok"] is False and body["status"] == 404 and body["error"]
     assert response.headers["cache-control"] == "no-store"
+
+
+# ---- low latency: 1 s segments, blocking reload, the announced caption delay ---------------------------------------
+
+
+def feed_audio(writer: HlsWriter, start: float, end: float, rate: int = 16_000) -> None:
+    """Title-card HLS from audio alone: media seconds ``start`` to ``end`` (the card draws the picture)."""
+    for n in range(round(start * rate) // 1024, round(end * rate) // 1024):
+        writer.add_audio_frame(audio_frame(n * 1024), n * 1024 / rate, block=True)
+
+
+def live_writer(directory: Path) -> HlsWriter:
+    writer = HlsWriter(directory, picture=small_card(), caption_wait_s=3600.0)
+    writer.begin_input(video=False, audio=True)
+    return writer
+
+
+def last_msn(playlist: MediaPlaylist) -> int:
+    return playlist.sequence + len(playlist.entries) - 1
+
+
+async def test_a_live_stream_has_1_s_segments_offers_blocking_reload_and_announces_its_caption_delay(
+    tmp_path: Path,
+) -> None:
+    """Live: 1 s segments that decode, SERVER-CONTROL on both playlists, and, once captions are written,
+    their measured delay in the master (EXT-X-SESSION-DATA); closed, plain VOD playlists."""
+    writer = live_writer(tmp_path / "ll")
+    await asyncio.to_thread(feed_audio, writer, 0.0, 5.0)
+    assert await asyncio.to_thread(writer.sync, 10.0)
+    media = read_media(writer.media_playlist)  # parse_media checks SERVER-CONTROL on live playlists
+    assert media.target == 1 and all(e.duration == pytest.approx(1.0, abs=0.1) for e in media.entries)
+    assert read_media(writer.subtitle_playlist).server_control == media.server_control
+    master = parse_master(writer.master_playlist.read_text(encoding="utf-8"))
+    assert master.session_data == {}  # no caption segment written yet: nothing measured
+    writer.add_caption(0.5, 1.5, "ท่านประธาน")
+    writer.captions_final_until(3.0)
+    assert await asyncio.to_thread(writer.sync, 10.0)
+    master = parse_master(writer.master_playlist.read_text(encoding="utf-8"))
+    delay = float(master.session_data[CAPTION_DELAY_ID])
+    assert delay >= 1.0 and delay == writer.stats().caption_delay  # at least the segment's own length
+
+    # Every listed segment decodes, in order, with rising timestamps (PyAV: FFmpeg's decoders).
+    await asyncio.to_thread(assert_plays_in_order, writer.out_dir, read_media(writer.media_playlist))
+    await writer.aclose()
+    assert read_media(writer.media_playlist).server_control is None  # the recording is a plain VOD
+    assert read_media(writer.subtitle_playlist).server_control is None
+
+
+def hls_app(root: Path) -> tuple[HlsFiles, httpx.AsyncClient]:
+    files = HlsFiles(root)
+    app = Starlette(routes=[Route("/live/{sitting_id}/{name:path}", files.handle)])
+    return files, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sapha.test")
+
+
+async def test_a_blocking_reload_is_answered_when_the_segment_it_asks_for_is_listed(tmp_path: Path) -> None:
+    """``_HLS_msn=N`` on the media or subtitle playlist waits until segment N is listed, then gets that playlist."""
+    writer = live_writer(tmp_path / "live" / "s1")
+    await asyncio.to_thread(feed_audio, writer, 0.0, 4.0)
+    assert await asyncio.to_thread(writer.sync, 10.0)
+    files, client = hls_app(tmp_path / "live")
+    async with client:
+        media_msn = last_msn(read_media(writer.media_playlist)) + 1
+        subs_msn = 0  # captions are not final anywhere yet: the subtitle playlist lists nothing
+        media = asyncio.create_task(client.get(f"/live/s1/{writer.media_playlist.name}?_HLS_msn={media_msn}"))
+        subs = asyncio.create_task(client.get(f"/live/s1/{writer.subtitle_playlist.name}?_HLS_msn={subs_msn}"))
+        await asyncio.sleep(0.3)
+        assert not media.done() and not subs.done()  # held: neither playlist has changed
+        assert len(files.watch) == 2
+        await asyncio.to_thread(feed_audio, writer, 4.0, 6.0)
+        response = await media
+        assert response.status_code == 200 and response.headers["cache-control"] == "public, max-age=1"
+        assert last_msn(parse_media(response.text)) >= media_msn
+        assert not subs.done()
+        writer.captions_final_until(2.0)
+        response = await subs
+        assert response.status_code == 200 and last_msn(parse_media(response.text)) >= subs_msn
+        # A segment already listed is answered at once, and a part of it too (no parts are published).
+        response = await client.get(f"/live/s1/{writer.media_playlist.name}?_HLS_msn={media_msn}&_HLS_part=3")
+        assert response.status_code == 200 and last_msn(parse_media(response.text)) >= media_msn
+    assert len(files.watch) == 0  # nothing waits: nothing is watched
+    await writer.aclose()
+
+
+async def test_a_blocking_reload_that_is_not_satisfied_times_out_with_the_current_playlist(tmp_path: Path) -> None:
+    """After three target durations without the segment, the player gets the playlist as it is (200), not an error."""
+    writer = live_writer(tmp_path / "live" / "s1")
+    await asyncio.to_thread(feed_audio, writer, 0.0, 3.0)
+    assert await asyncio.to_thread(writer.sync, 10.0)
+    files, client = hls_app(tmp_path / "live")
+    async with client:
+        current = writer.media_playlist.read_text(encoding="utf-8")
+        msn = last_msn(parse_media(current)) + 1
+        response = await client.get(f"/live/s1/{writer.media_playlist.name}?_HLS_msn={msn}")
+        assert response.status_code == 200 and response.text == current
+    assert len(files.watch) == 0
+    await writer.aclose()
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("_HLS_msn=99", "more than two segments beyond"),
+        ("_HLS_msn=abc", "non-negative integers"),
+        ("_HLS_msn=-1", "non-negative integers"),
+        ("_HLS_msn=1&_HLS_part=x", "non-negative integers"),
+        ("_HLS_part=1", "needs _HLS_msn"),
+        ("_HLS_msn=99999999999", "non-negative integers"),
+    ],
+)
+async def test_bad_blocking_reload_requests_are_a_400_json_error(tmp_path: Path, query: str, error: str) -> None:
+    """Directives that are not numbers, a part without a segment, or a segment too far ahead: 400, JSON shape."""
+    writer = live_writer(tmp_path / "live" / "s1")
+    await asyncio.to_thread(feed_audio, writer, 0.0, 3.0)
+    assert await asyncio.to_thread(writer.sync, 10.0)
+    files, client = hls_app(tmp_path / "live")
+    async with client:
+        response = await client.get(f"/live/s1/{writer.media_playlist.name}?{query}")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["ok"] is False and body["status"] == 400 and error in body["error"]
+    assert response.headers["cache-control"] == "no-store" and response.headers["access-control-allow-origin"] == "*"
+    assert len(files.watch) == 0
+    await writer.aclose()
+
+
+async def test_a_closed_playlist_or_the_master_answers_a_blocking_reload_at_once(remuxed: Remuxed) -> None:
+    """A recording will list nothing more, so any _HLS_msn gets it straight away; the master ignores directives."""
+    files, client = hls_app(remuxed.directory.parent)
+    async with client:
+        name = remuxed.writer.media_playlist.name
+        response = await client.get(f"/live/{remuxed.directory.name}/{name}?_HLS_msn=1000")
+        assert response.status_code == 200 and parse_media(response.text).ended
+        response = await client.get(f"/live/{remuxed.directory.name}/index.m3u8?_HLS_msn=1000")
+        assert response.status_code == 200 and response.text.startswith("#EXTM3U")
 
 
 # ---- the title card -----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.cues import LINE_WIDTH
-from stream.hls_captions import ROLL_UP_UTTERANCES, CaptionTrack
+from stream.hls_captions import DELAY_WINDOW, ROLL_UP_UTTERANCES, CaptionTrack
 from stream.hls_clock import ticks
 from stream.hls_playlist import Cue, Segment
 
@@ -139,3 +139,50 @@ def test_only_the_most_recent_utterances_are_remembered_for_roll_up() -> None:
     track.add(Cue(41.0, 41.5, "ต่อ", f"u{ROLL_UP_UTTERANCES - 1}"))
     [cues] = texts(track.due(now=100.0, closing=True))
     assert cues[-2:] == ["ต่อ", f"u{ROLL_UP_UTTERANCES - 1} ต่อ"]
+
+
+# ---- the caption delay that players are told --------------------------------------------------------------------
+
+
+def test_the_caption_delay_is_how_long_after_its_start_was_listed_a_caption_segment_is_written() -> None:
+    """Delay = written - (closed - duration): how far behind the listed media a player must be to have it."""
+    track = CaptionTrack(wait_s=10.0)
+    assert track.delay() is None  # nothing measured: players use their own default
+    closed(track, segment(0, 0.0, 1.0, closed_at=101.0))
+    track.final_until(1.0)
+    track.due(now=104.0)
+    assert track.delay() == 4.0  # 3 s after the segment closed, plus its 1 s
+
+
+def test_the_caption_delay_is_the_p95_of_recent_segments_rounded_up_to_a_quarter_second() -> None:
+    """One slow segment in twenty-one does not move the p95; the figure only ever steps in 0.25 s."""
+    track = CaptionTrack(wait_s=10.0)
+    for n in range(21):
+        closed(track, segment(n, float(n), 1.0, closed_at=100.0 + n))
+        track.final_until(n + 1.0)
+        track.due(now=100.0 + n + (9.0 if n == 10 else 2.1))
+    assert track.delay() == 3.25  # 3.1 s rounded up; the 10 s outlier is the one beyond the p95
+
+
+def test_only_the_latest_segments_count_towards_the_caption_delay() -> None:
+    """After DELAY_WINDOW faster segments, an early slow stretch no longer counts."""
+    track = CaptionTrack(wait_s=10.0)
+    for n in range(DELAY_WINDOW + 5):
+        closed(track, segment(n, float(n), 1.0, closed_at=100.0 + n))
+        track.final_until(n + 1.0)
+        track.due(now=100.0 + n + (6.0 if n < 5 else 1.0))
+    assert track.delay() == 2.0
+
+
+def test_segments_written_empty_after_waiting_and_those_written_at_close_do_not_count() -> None:
+    """A segment that timed out with no cue, or was flushed at the end, says nothing about caption latency."""
+    track = CaptionTrack(wait_s=10.0)
+    closed(track, segment(0, 0.0, 1.0, closed_at=100.0), segment(1, 1.0, 1.0, closed_at=101.0))
+    track.due(now=110.0)  # segment 0 timed out, empty
+    assert track.delay() is None
+    track.add(Cue(1.2, 1.5, "หนึ่ง"))
+    track.due(now=111.0)  # segment 1 timed out, but with a cue: a player 11 s back would have shown it
+    assert track.delay() == 11.0
+    closed(track, segment(2, 2.0, 1.0, closed_at=102.0))
+    track.due(now=500.0, closing=True)
+    assert track.delay() == 11.0

@@ -21,7 +21,7 @@ from chromium import needs_chromium
 from live_server import Running, serve, test_settings
 from playwright.async_api import Frame, Page, expect
 
-from stream.hls import MPEGTS_HZ, TS_ORIGIN, HlsWriter
+from stream.hls import CAPTION_DELAY_ID, MPEGTS_HZ, TS_ORIGIN, HlsWriter
 
 pytestmark = [
     pytest.mark.browser,
@@ -217,6 +217,80 @@ async def test_a_live_stream_autoplays_from_the_live_window_and_maps_video_time_
         assert origin == TS_ORIGIN / MPEGTS_HZ  # the page's media clock is the writer's
     finally:
         await writer.aclose()
+
+
+async def test_the_watch_page_plays_low_latency_hls_and_shows_a_partial_then_its_final_over_the_picture(
+    site: Site, page: Page
+):
+    """The player sits the announced caption delay (plus margin, at least 3 s) behind live, reloads the playlist by
+    blocking; a partial for the picture playing shows over it until the WebVTT has a cue, then its final does."""
+    sid = await create_sitting(site, "senate-low-latency")
+    recorder = site.running.app.state.recorder
+    blocking: list[str] = []
+    blocked = asyncio.Event()
+
+    def on_request(request: Any) -> None:
+        if "_HLS_msn=" in request.url:
+            blocking.append(request.url)
+            blocked.set()
+
+    page.on("request", on_request)
+    writer = await asyncio.to_thread(
+        write_hls, site.hls_root / sid, seconds=12.0, captions=[LIVE_FIRST], close=False, window=16
+    )
+    try:
+        master = await asyncio.to_thread(writer.master_playlist.read_text)
+        delay = writer.stats().caption_delay
+        assert delay is not None and f'DATA-ID="{CAPTION_DELAY_ID}",VALUE="{delay:.2f}"' in master
+        await page.goto(f"{site.url}/watch/{sid}")
+        await expect(page.locator("#player")).to_have_attribute("data-live", "true")
+        target = max(delay + 0.5, 3.0)  # player.js: caption delay + CAPTION_MARGIN_S, at least MIN_TARGET_LATENCY_S
+        assert await page.evaluate("window.sapha.player.targetLatency") == pytest.approx(target)
+        assert await page.evaluate("window.sapha.player.hls.config.liveSyncDuration") == pytest.approx(target)
+        # Playback runs up to the newest picture (media 11 s, the 12th segment is not closed) and waits there.
+        await page.wait_for_function("window.sapha.player.mediaTime() > 10.2")
+        assert await page.evaluate("window.sapha.player.hls.latestLevelDetails.canBlockReload") is True
+        await asyncio.wait_for(blocked.wait(), 30)  # waiting at the edge: it asks for the next segment by blocking
+        last = writer.stats().segments - 1
+        assert any(f"_HLS_msn={last + 1}" in url for url in blocking), blocking
+
+        caption = page.locator("#player #picture-caption")
+        await expect(caption).to_be_hidden()  # no cue for this moment yet, and no words
+        await recorder.caption_partial(sid, "u-live", "ขอเชิญท่าน", 10.0, 11.5)
+        await expect(caption).to_be_visible()
+        await expect(caption).to_have_attribute("data-kind", "partial")
+        await expect(caption).to_have_text("ขอเชิญท่าน")
+        await recorder.caption_partial(sid, "u-live", "ขอเชิญท่านสมาชิก", 10.0, 11.9)
+        await expect(caption).to_have_text("ขอเชิญท่านสมาชิก")
+        await recorder.caption_final(sid, "u-live", "ขอเชิญท่านสมาชิกอภิปราย", 10.0, 12.0)
+        await expect(caption).to_have_attribute("data-kind", "final")
+        await expect(caption).to_have_text("ขอเชิญท่านสมาชิกอภิปราย")
+        # Over the picture: inside the video's box, in its lower part.
+        video_box = await page.locator("#video").bounding_box()
+        caption_box = await caption.bounding_box()
+        assert video_box is not None and caption_box is not None
+        assert video_box["y"] + video_box["height"] / 2 < caption_box["y"] < video_box["y"] + video_box["height"]
+    finally:
+        await writer.aclose()
+
+
+async def test_a_caption_over_the_picture_gives_way_to_the_webvtt_cue_and_follows_media_time(site: Site, page: Page):
+    """Over a recording with its cues: a final with a WebVTT cue is drawn by the browser only; one for another
+    moment of the sitting waits for its own picture."""
+    sid = await create_sitting(site, "senate-overlay")
+    await asyncio.to_thread(write_hls, site.hls_root / sid, seconds=RECORDING_S, captions=[OPENING], close=True)
+    recorder = site.running.app.state.recorder
+    await page.goto(f"{site.url}/watch/{sid}")
+    await expect(page.locator("#player")).to_have_attribute("data-status", "ready")
+    await page.wait_for_function("window.sapha && window.sapha.client.state === 'live'")
+    await recorder.caption_final(sid, "o-1", OPENING[2], OPENING[0], OPENING[1])
+    await recorder.caption_final(sid, "o-2", "ยังไม่ถึงเวลา", 7.0, 8.0)
+    caption = page.locator("#player #picture-caption")
+    await page.evaluate(f"{VIDEO}.play()")
+    await page.wait_for_function(ACTIVE_CUE, arg=OPENING[2])
+    await expect(caption).to_be_hidden()  # the WebVTT cue is showing: the browser draws it
+    await page.wait_for_function("window.sapha.player.mediaTime() > 7.1")
+    await expect(caption).to_have_text("ยังไม่ถึงเวลา")  # no WebVTT cue here: the final, at its own moment
 
 
 # ---- the embed ---------------------------------------------------------------------------------------------------

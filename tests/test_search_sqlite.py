@@ -149,6 +149,8 @@ def test_filters(db: sqlite3.Connection) -> None:
                 assert str(cell) == value, key
     both = SearchFilters.from_params({"from": "2025-03-01", "to": "2025-03-31", "chamber": "joint"})
     assert {rows[i][1] for i in all_ids(db, "ประชาชน", both)} == {"s2"}
+    # A range that ends before it starts is empty, not an error.
+    assert all_ids(db, "ประชาชน", SearchFilters.from_params({"from": "2025-05-01", "to": "2025-01-01"})) == []
 
 
 @pytest.mark.parametrize(
@@ -157,7 +159,6 @@ def test_filters(db: sqlite3.Connection) -> None:
         ({"sitter": "s1"}, "sitter"),
         ({"from": "2025-13-01"}, "from"),
         ({"to": "yesterday"}, "to"),
-        ({"from": "2025-05-01", "to": "2025-01-01"}, "from"),
         ({"chamber": "house"}, "chamber"),
         ({"agenda_item": "two"}, "agenda_item"),
         ({"speaker": ""}, "speaker"),
@@ -171,15 +172,13 @@ def test_bad_filters_name_the_field(params: dict[str, str], field: str) -> None:
 
 
 def test_bad_limit_and_cursor_name_the_field(db: sqlite3.Connection) -> None:
-    """A limit out of range or a cursor that is not ours is refused, naming the field."""
+    """A limit out of range or a cursor that is not one is refused, naming the field."""
     for limit in (0, 101):
         with pytest.raises(QueryError) as err:
             idx.search(db, "ประชาชน", limit=limit)
         assert err.value.field == "limit"
-    cursor = idx.search(db, "ประชาชน", limit=1).next_cursor
-    assert cursor is not None
     with pytest.raises(QueryError) as err:
-        idx.search(db, "สิทธิ", cursor=cursor)
+        idx.search(db, "ประชาชน", cursor="eyJ0b3AiOjF9")
     assert err.value.field == "cursor"
 
 
@@ -200,7 +199,7 @@ def test_ranking_relevance_then_recency(db: sqlite3.Connection) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
-@pytest.mark.parametrize("window", [idx.DEFAULT_WINDOW, 40])
+@pytest.mark.parametrize("window", [idx.SEGMENT_WINDOW, 40])
 def test_pagination_is_complete_and_stable(db: sqlite3.Connection, window: int) -> None:
     """Pages add up to the full result without repeats, across index windows too; new segments do not shift them."""
     full = all_ids(db, "ใน", limit=100, window=window)

@@ -200,8 +200,10 @@ async def test_watch_page_resumes_after_a_drop_without_losing_or_repeating_event
     await expect(page.locator("#captions .caption.final")).to_have_count(2)
 
     await page.context.set_offline(True)
-    # More partials than the connection's outbox holds, published without yielding to the event loop: the
-    # socket's writer cannot drain in between, so the server cuts this viewer off as a slow consumer.
+    # The server cuts this viewer off as a slow consumer (its outbox overflows), then partials go on in the outage.
+    # (Published first, they would be written straight to the browser's socket, which is still reading.)
+    for sub in tuple(running.app.state.hub._subs[f"sitting:{sid}"]):
+        sub.outbox.overflow()
     for i in range(OUTBOX + 1):
         await recorder.caption_partial(sid, "f-2", f"ขณะหลุด {i}", 4.0, 5.0 + i)
     await expect(page.locator("#conn")).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
@@ -272,7 +274,7 @@ async def test_index_lists_sittings_with_links_to_their_watch_pages(running: Run
     await expect(cards.first).to_have_attribute("data-sitting-id", "senate-b")  # live sittings come first
     await expect(live_card.locator(".badge")).to_have_attribute("data-status", "live")
     await expect(live_card).to_contain_text("วุฒิสภา")
-    link = live_card.locator("h2 a")
+    link = live_card.locator("h3 a")  # under the home page's "live now" section heading
     await expect(link).to_have_text("การประชุมวุฒิสภา ครั้งที่ ๒")
     await expect(link).to_have_attribute("href", "/watch/senate-b")
     await expect(page.locator('a[href="/api/sittings"]').first).to_be_visible()

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aioice.ice
 import av
@@ -18,6 +19,7 @@ import uvicorn
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiortc.rtcdtlstransport import RTCCertificate
 from chromium import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from live_server import TOKEN, test_settings
 from playwright.async_api import Page, async_playwright
@@ -25,10 +27,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from test_dtls import rsa_certificate
 
 from archive.models import Sitting
+from common.http import json_error
 from live.feed import LiveFeed
-from live.webrtc import PublishHandler, SinkFactory, WebRtcGateway, media_start
+from live.webrtc import MAX_SDP_BYTES, PublishHandler, SinkFactory, WebRtcGateway, media_start
 from server import create_app, uvicorn_config
 from stream.hls import HlsWriter
 from stream.source import AudioChunk, SourceGap
@@ -40,6 +44,7 @@ from transcribe.model import SharedModel, load_model
 ROOT = Path(__file__).resolve().parent.parent
 JFK = ROOT.parent / "shared" / "data" / "audio" / "en" / "jfk.flac"
 PUBLISHER_PAGE = Path(__file__).resolve().parent / "webrtc_publisher.html"
+VIEWER_PAGE = Path(__file__).resolve().parent / "webrtc_viewer.html"
 WEBRTC_ARGS = [
     *CHROMIUM_ARGS,
     "--use-fake-device-for-media-stream",
@@ -111,6 +116,7 @@ class App:
     gateway: WebRtcGateway
     app: Starlette
     sinks: dict[str, RecordingSink]
+    pages: str  # the origin of the test pages: another site than the app's
 
     async def create_sitting(self, sitting_id: str) -> None:
         async with httpx.AsyncClient(base_url=self.url, headers=AUTH) as client:
@@ -118,12 +124,42 @@ class App:
             assert r.status_code == 201, r.text
 
 
-def _operator(request: Request) -> bool:
-    return request.headers.get("authorization") == f"Bearer {TOKEN}"
+async def _operator(request: Request) -> Response | None:
+    if request.headers.get("authorization") == f"Bearer {TOKEN}":
+        return None
+    return json_error(401, "operator token required")
 
 
 async def _publisher_page(request: Request) -> Response:
     return FileResponse(PUBLISHER_PAGE)
+
+
+async def _viewer_page(request: Request) -> Response:
+    return FileResponse(VIEWER_PAGE)
+
+
+# The test pages live on a site of their own, as a real player or publisher page would: another origin (host name
+# and port) than the app's, and none of the app's headers (its CSP allows no inline script, nor calls elsewhere).
+TEST_PAGES = Starlette(
+    routes=[Route("/test/publisher.html", _publisher_page), Route("/test/viewer.html", _viewer_page)]
+)
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_on_free_port(config: uvicorn.Config) -> AsyncIterator[int]:
+    """Uvicorn serving ``config`` (on port 0: a free one) inside the test's event loop; yields the port."""
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
 
 
 @contextlib.asynccontextmanager
@@ -133,8 +169,10 @@ async def serve_webrtc(
     *,
     max_viewers: int = 20,
     media_sink: SinkFactory | None = None,
+    **options: Any,
 ) -> AsyncIterator[App]:
-    """The real app (store, recorder, hub) plus the gateway's routes and the test publisher page, under uvicorn.
+    """The real app (store, recorder, hub) plus the gateway's routes under uvicorn, and the test pages on a second
+    origin, ``App.pages``, which may call WHIP and WHEP.
 
     Publishers' frames go to a ``RecordingSink`` per sitting unless ``media_sink`` says otherwise."""
     settings = test_settings(tmp_path)
@@ -145,29 +183,24 @@ async def serve_webrtc(
         sinks[sitting_id] = RecordingSink()
         return sinks[sitting_id]
 
-    gateway = WebRtcGateway(
-        app.state.store,
-        operator_auth=_operator,
-        on_publish=on_publish(app) if on_publish else None,
-        media_sink=media_sink or recording_sink,
-        max_viewers=max_viewers,
-        connect_timeout=20.0,
-    )
-    app.router.routes[0:0] = [*gateway.routes(), Route("/test/publisher.html", _publisher_page)]
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield App(f"http://127.0.0.1:{port}", gateway, app, sinks)
-    finally:
-        await gateway.close()
-        server.should_exit = True
-        await task
+    pages_config = uvicorn.Config(TEST_PAGES, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    async with uvicorn_on_free_port(pages_config) as pages_port:
+        pages = f"http://localhost:{pages_port}"
+        gateway = WebRtcGateway(
+            app.state.store,
+            operator_auth=_operator,
+            on_publish=on_publish(app) if on_publish else None,
+            media_sink=media_sink or recording_sink,
+            max_viewers=max_viewers,
+            connect_timeout=20.0,
+            **{"whip_origins": (pages,), **options},
+        )
+        app.router.routes[0:0] = gateway.routes()
+        async with uvicorn_on_free_port(uvicorn_config(app, settings)) as port:
+            try:
+                yield App(f"http://127.0.0.1:{port}", gateway, app, sinks, pages)
+            finally:
+                await gateway.close()
     assert gateway.peer_count == 0
 
 
@@ -177,8 +210,12 @@ async def serve_webrtc(
 @pytest.fixture
 def jfk_wav(tmp_path: Path) -> Path:
     """JFK's clip as the 16-bit PCM WAV Chromium's fake microphone plays (and loops)."""
-    out = tmp_path / "jfk.wav"
-    with av.open(str(JFK)) as src, av.open(str(out), "w") as dst:
+    return wav_16k(JFK, tmp_path / "jfk.wav")
+
+
+def wav_16k(audio: Path, out: Path) -> Path:
+    """``audio`` as a 16 kHz mono 16-bit PCM WAV file at ``out``."""
+    with av.open(str(audio)) as src, av.open(str(out), "w") as dst:
         stream = dst.add_stream("pcm_s16le", rate=16000, layout="mono")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
         for frame in src.decode(audio=0):
@@ -198,8 +235,8 @@ async def chromium_publisher(app: App, sitting_id: str, wav: Path, *, video: boo
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
             page = await browser.new_page()
-            query = f"whip=/whip/{sitting_id}&token={TOKEN}&video={int(video)}"
-            await page.goto(f"{app.url}/test/publisher.html?{query}")
+            query = f"whip={app.url}/whip/{sitting_id}&token={TOKEN}&video={int(video)}"
+            await page.goto(f"{app.pages}/test/publisher.html?{query}")
             await page.wait_for_function("['connected', 'error', 'failed'].includes(window.whip.state)")
             state = await page.evaluate("window.whip")
             assert state["state"] == "connected", state
@@ -209,9 +246,15 @@ async def chromium_publisher(app: App, sitting_id: str, wav: Path, *, video: boo
 
 
 @contextlib.asynccontextmanager
-async def aiortc_publisher(app: App, sitting_id: str, *, video: bool = False) -> AsyncIterator[str]:
-    """An aiortc peer publishing silence (and a green picture) over WHIP; yields the session's Location."""
+async def aiortc_publisher(
+    app: App, sitting_id: str, *, video: bool = False, certificate: RTCCertificate | None = None
+) -> AsyncIterator[str]:
+    """An aiortc peer publishing silence (and a green picture) over WHIP; yields the session's Location.
+
+    ``certificate``: the DTLS certificate it presents instead of aiortc's own ECDSA one."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if certificate is not None:
+        pc._RTCPeerConnection__certificates[0] = certificate  # type: ignore[attr-defined]
     tracks: list[MediaStreamTrack] = [AudioStreamTrack(), *([VideoStreamTrack()] if video else [])]
     try:
         for track in tracks:
@@ -410,7 +453,8 @@ async def _offer(kinds: tuple[str, ...] = ("audio",), direction: str = "sendonly
 
 
 async def test_bad_whip_and_whep_requests_are_refused_and_leave_nothing_behind(tmp_path: Path):
-    """Bad WHIP/WHEP requests get 401/404/415/400/503 JSON errors and leave no peer connection or task behind."""
+    """Bad WHIP/WHEP requests (invalid sitting ids included) get 401/404/415/400/503 JSON errors and leave no peer
+    connection or task behind."""
     offer = await _offer()
     async with serve_webrtc(tmp_path) as app, httpx.AsyncClient(base_url=app.url) as client:
         await app.create_sitting("s1")
@@ -429,6 +473,9 @@ async def test_bad_whip_and_whep_requests_are_refused_and_leave_nothing_behind(t
             ("DELETE", "/whip/s1/no-such-session", AUTH, "", 404),
             ("DELETE", "/whip/s1/no-such-session", {}, "", 401),
             ("POST", "/whep/nope", SDP, await _offer(direction="recvonly"), 404),
+            ("POST", "/whep/bad%20id", SDP, await _offer(direction="recvonly"), 404),
+            ("POST", "/whip/" + "x" * 65, {**SDP, **AUTH}, offer, 404),
+            ("POST", "/whip/.hidden", {**SDP, **AUTH}, offer, 404),
             ("POST", "/whep/s1", SDP, "garbage", 400),
             ("POST", "/whep/s1", SDP, offer, 400),
             ("DELETE", "/whep/s1/no-such-session", {}, "", 404),
@@ -534,3 +581,169 @@ async def test_whip_media_is_written_to_the_sittings_hls(tmp_path: Path):
     with av.open(str(writer.out_dir / segments[0])) as ts:
         assert {s.type for s in ts.streams} == {"video", "audio"}
         assert ts.streams.video[0].codec_context.name == "h264"
+
+
+# ---- real encoders' certificates, other origins, abuse -------------------------------------------------------
+
+
+async def test_a_publisher_presenting_an_rsa_certificate_completes_dtls(tmp_path: Path):
+    """A WHIP publisher whose DTLS certificate is RSA (as GStreamer's webrtcbin's is) connects and its audio flows."""
+    heard = Heard()
+    async with serve_webrtc(tmp_path, lambda app: heard.consume) as app:
+        await app.create_sitting("s1")
+        async with aiortc_publisher(app, "s1", certificate=rsa_certificate()):
+            publication = app.gateway.publication("s1")
+            assert publication is not None
+            await eventually(lambda: publication.connected and len(heard.chunks) >= 2)
+
+
+async def test_whep_and_whip_answer_cors_preflights_for_their_allowed_origins(tmp_path: Path):
+    """WHEP serves any origin, WHIP only its configured ones; preflights get 204 (403 for an origin not allowed),
+    and every answer, errors included, carries the origin and exposes Location."""
+    player, studio = "http://player.example", "http://studio.example"
+    preflight = {
+        "Origin": player,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with serve_webrtc(tmp_path, whip_origins=(studio,)) as app, httpx.AsyncClient(base_url=app.url) as client:
+        await app.create_sitting("s1")
+        for path in ("/whep/s1", "/whep/s1/a-session"):
+            r = await client.options(path, headers=preflight)
+            assert r.status_code == 204, (path, r.text)
+            assert r.headers["access-control-allow-origin"] == "*"
+            assert r.headers["access-control-allow-methods"] == "POST, DELETE"
+            assert "Content-Type" in r.headers["access-control-allow-headers"]
+        r = await client.options("/whip/s1", headers=preflight)
+        assert r.status_code == 403 and r.json()["status"] == 403
+        assert "access-control-allow-origin" not in r.headers
+        r = await client.options("/whip/s1/a-session", headers={**preflight, "Origin": studio})
+        assert r.status_code == 204
+        assert r.headers["access-control-allow-origin"] == studio and r.headers["vary"] == "Origin"
+        assert "Authorization" in r.headers["access-control-allow-headers"]
+        r = await client.options("/whep/s1")  # no Origin: not a preflight, just the methods
+        assert r.status_code == 204 and r.headers["allow"] == "POST, DELETE, OPTIONS"
+
+        cross = {**SDP, "Origin": player}
+        r = await client.post("/whep/s1", headers=cross, content=await _offer(direction="recvonly"))
+        assert r.status_code == 503 and r.json()["hls"] == "/live/s1/index.m3u8"
+        assert r.headers["access-control-allow-origin"] == "*"
+        async with aiortc_publisher(app, "s1"):
+            r = await client.post("/whep/s1", headers=cross, content=await _offer(direction="recvonly"))
+            assert r.status_code == 201, r.text
+            assert r.headers["access-control-allow-origin"] == "*"
+            assert r.headers["access-control-expose-headers"] == "Location"
+            r = await client.delete(r.headers["location"], headers={"Origin": player})
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+        r = await client.post("/whip/s1", headers={**cross, **AUTH}, content=await _offer())
+        assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_a_player_on_another_origin_watches_over_whep(tmp_path: Path):
+    """A page from another origin (another host name and port) POSTs its WHEP offer, reads Location, shows the
+    video, and DELETEs its session, all through CORS."""
+    async with serve_webrtc(tmp_path) as app:
+        await app.create_sitting("s1")
+        async with aiortc_publisher(app, "s1", video=True):
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=WEBRTC_ARGS)
+                try:
+                    page = await browser.new_page()
+                    await page.goto(f"{app.pages}/test/viewer.html?whep={app.url}/whep/s1")
+                    assert await page.evaluate("location.origin") == app.pages != app.url
+                    await page.wait_for_function("window.whep.frames >= 5 || window.whep.state === 'error'")
+                    state = await page.evaluate("window.whep")
+                    assert state["error"] is None, state
+                    assert state["location"].startswith("/whep/s1/") and state["width"] > 0
+                    assert app.gateway.viewer_count == 1
+                    await page.evaluate("window.stopWatching()")
+                    assert await page.evaluate("window.whep.deleted") == 200
+                finally:
+                    await browser.close()
+            assert app.gateway.viewer_count == 0
+
+
+class CountedBody:
+    """A request body of ``total`` bytes sent in 64 KiB chunks, counting how much of it the server took."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.taken = 0
+
+    def __aiter__(self) -> CountedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.taken >= self.total:
+            raise StopAsyncIteration
+        self.taken += self.CHUNK
+        return b"v" * self.CHUNK
+
+
+async def test_a_huge_chunked_offer_is_refused_with_413_without_being_read(tmp_path: Path):
+    """A 10 MB chunked body to WHEP or WHIP gets 413 once the cap is passed: the rest is never read."""
+    app = create_app(test_settings(tmp_path))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://sapha.test") as client,
+    ):
+        r = await client.post("/api/sittings", headers=AUTH, json={"id": "s1", "title": "t", "chamber": "senate"})
+        assert r.status_code == 201, r.text
+        for path, headers in (("/whep/s1", SDP), ("/whip/s1", {**SDP, **AUTH})):
+            body = CountedBody(10 * 1024 * 1024)
+            r = await client.post(path, headers=headers, content=body)
+            assert r.status_code == 413, r.text
+            assert r.json()["ok"] is False and r.json()["status"] == 413
+            assert body.taken <= MAX_SDP_BYTES + CountedBody.CHUNK
+
+
+async def test_each_address_gets_a_few_whep_viewers_then_429(tmp_path: Path):
+    """Past ``max_viewers_per_ip`` from one address a viewer gets 429 with the HLS URL; a leaving one frees its
+    place."""
+    async with serve_webrtc(tmp_path, max_viewers=10, max_viewers_per_ip=1) as app:
+        await app.create_sitting("s1")
+        async with aiortc_publisher(app, "s1"):
+            async with watcher(app, "s1") as (first, answer):
+                assert answer.status_code == 201, answer.text
+                async with watcher(app, "s1") as (_, refused):
+                    assert refused.status_code == 429
+                    assert refused.json() == {
+                        "ok": False,
+                        "status": 429,
+                        "error": refused.json()["error"],
+                        "hls": "/live/s1/index.m3u8",
+                    }
+                async with httpx.AsyncClient(base_url=app.url) as client:
+                    assert (await client.delete(answer.headers["location"])).status_code == 200
+            async with watcher(app, "s1") as (_, again):
+                assert again.status_code == 201, again.text
+
+
+async def test_whip_takes_an_operator_accounts_token_and_refuses_a_moderators(tmp_path: Path):
+    """On the real app, WHIP accepts an operator account's API token (201) and refuses a moderator's (403)."""
+    from live_server import serve
+
+    offer = await _offer()
+    async with serve(test_settings(tmp_path)) as running, httpx.AsyncClient(base_url=running.url) as client:
+        tokens = {}
+        for name, role in (("operator-1", "operator"), ("moderator-1", "moderator")):
+            account = await client.post(
+                "/api/staff/accounts",
+                json={"username": name, "password": "a long enough secret 1", "roles": [role]},
+                headers=AUTH,
+            )
+            account_id = account.json()["account"]["id"]
+            made = await client.post(f"/api/staff/accounts/{account_id}/tokens", json={}, headers=AUTH)
+            tokens[role] = {"Authorization": f"Bearer {made.json()['token']}"}
+        r = await client.post("/api/sittings", json={"id": "s1", "title": "ทดสอบ", "chamber": "senate"}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        refused = await client.post("/whip/s1", headers={**SDP, **tokens["moderator"]}, content=offer)
+        assert refused.status_code == 403 and refused.json()["ok"] is False
+        accepted = await client.post("/whip/s1", headers={**SDP, **tokens["operator"]}, content=offer)
+        assert accepted.status_code == 201, accepted.text
+        assert (await client.delete(accepted.headers["Location"], headers=tokens["operator"])).status_code == 200

@@ -40,6 +40,9 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path):
         overrides["redis_url"] = request.getfixturevalue("redis_url")
         overrides["redis_prefix"] = request.getfixturevalue("redis_prefix")
     async with serve(test_settings(tmp_path, **overrides)) as r:
+        # Only channels of sittings and bills in the archive can be subscribed to.
+        await r.app.state.store.create_sitting("s1", "การประชุม", "senate")
+        await r.app.state.store.upsert_bill("b1", "ร่างพระราชบัญญัติ")
         yield r
 
 

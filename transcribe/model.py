@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from transcribe.model_files import (
     check_explicit_dir,
 )
 from transcribe.text import TimedPiece, has_thai, segment_units
+from transcribe.transcriber import TranscribedWord, Transcript, compression_ratio
 
 __all__ = [
     "ModelError",
@@ -41,6 +41,7 @@ __all__ = [
     "SharedModel",
     "Transcript",
     "TranscribedWord",
+    "compression_ratio",
     "load_model",
 ]
 
@@ -107,38 +108,6 @@ def resolve_model_dir(settings: ModelSettings) -> Path:
     if settings.model_dir is not None:
         return check_explicit_dir(settings.model_dir)
     return assemble_model(settings.cache_dir)
-
-
-@dataclass(frozen=True, slots=True)
-class TranscribedWord:
-    """A decoded word (Thai: a fragment that is complete Unicode) with times in seconds from the
-    start of the audio passed in."""
-
-    text: str
-    start: float
-    end: float
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transcript:
-    """Result of one decoding pass over one window of audio (the continuation after `prefix`)."""
-
-    text: str
-    words: tuple[TranscribedWord, ...]
-    language: str
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    tokens: int
-    duration: float
-    compute_s: float
-
-
-def compression_ratio(text: str) -> float:
-    """zlib compression ratio of `text`: high for repetition loops (whisper's own measure)."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def generation_max_length(context: int, prefix: int, new_tokens: int) -> int:

@@ -1,0 +1,217 @@
+"""Web Push requests (RFC 8030, payload encryption RFC 8291, VAPID RFC 8292) built with ``pywebpush``.
+
+A browser that follows a bill hands us a ``PushSubscription`` (an endpoint URL at its push service and two keys).
+To alert it we POST to that endpoint a body encrypted for those keys (``aes128gcm``), signed for our VAPID key,
+with headers that matter for a phone that is offline:
+
+* ``TTL`` — how long the push service keeps the message for an offline phone. ``pywebpush``'s default is 0
+  ("deliver now or drop"), which loses alerts for every phone that is asleep; we always set it (a day by default,
+  less for "being debated now", which is stale once the debate is over).
+* ``Topic`` — messages with the same topic replace one another while undelivered (RFC 8030 sec. 5.4): derived from
+  the bill (or keyword, speaker…), so a phone back online gets the latest alert about each bill, not a backlog.
+* ``Urgency`` — ``high`` wakes the phone ("being debated now"), ``normal`` for most, ``low`` for digests.
+
+Building is sans-I/O (``build_push``); ``send`` is the thin driver. The push service's answer is classified by
+``alerts.schedule.classify(status, gone=PUSH_GONE)``: 404/410 mean the subscription has expired or been revoked and
+must be deleted (RFC 8030 sec. 7.3); 429 and 5xx are retried honouring ``Retry-After``.
+
+VAPID keys: one P-256 key pair per deployment, generated on first start and kept in ``var/vapid_private.pem``
+(mode 0600). The browser needs the public half (``application_server_key``) to subscribe; changing it orphans every
+subscription, so the file must be kept across deploys (it is in ``var/`` with the archive).
+
+How it is meant to be wired: ``server.py`` calls ``load_or_create_vapid(Path("var/vapid_private.pem"))`` at start and
+serves ``application_server_key(...)`` to the viewer; the follow API runs ``parse_subscription(body, allow_http=...)``
+then ``url_policy.check_url(sub.endpoint, ...)`` (422 naming the field on error); the delivery worker builds each
+attempt with ``build_push`` (``topic=topic_for(f"bill:{id}")``) and sends it with ``send``; on ``Outcome.GONE`` it
+deletes the subscription.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid02
+from pywebpush import WebPusher
+
+from alerts.schedule import AttemptResult
+from alerts.sender import DEFAULT_TIMEOUT_S, post_once
+from alerts.url_policy import UrlRefused, parse_url
+
+Urgency = Literal["very-low", "low", "normal", "high"]
+URGENCIES: tuple[str, ...] = ("very-low", "low", "normal", "high")
+PUSH_GONE = frozenset({404, 410})
+DEFAULT_TTL_S = 24 * 3600
+MAX_TTL_S = 28 * 24 * 3600  # push services cap TTL at about four weeks anyway
+# One aes128gcm record of at most 4096 bytes (RFC 8291 sec. 4): 86 header bytes, a 16-byte tag and the padding
+# delimiter leave 3993 bytes for the message itself.
+MAX_PAYLOAD_BYTES = 4096 - 86 - 16 - 1
+VAPID_EXPIRY_S = 12 * 3600  # RFC 8292 sec. 2: at most 24 h
+TOPIC_LENGTH = 32  # RFC 8030 sec. 5.4: at most 32 characters of the URL-safe base64 alphabet
+
+
+class SubscriptionError(ValueError):
+    """A push subscription that cannot be used; ``field`` names the offending part (e.g. ``keys.p256dh``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """The parts of a browser's ``PushSubscription.toJSON()`` that matter: endpoint and its two keys (base64url)."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+    def info(self) -> dict[str, Any]:
+        """The ``subscription_info`` shape ``pywebpush`` takes."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url, as browsers write push keys."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def parse_subscription(value: object, *, allow_http: bool = False) -> PushSubscription:
+    """Check a subscription as the browser sends it, or raise ``SubscriptionError`` naming the field.
+
+    The endpoint must be an https URL (http only when ``allow_http``, for a loopback push service in tests);
+    ``keys.p256dh`` a P-256 public point (65 bytes, uncompressed) and ``keys.auth`` 16 bytes. Its addresses are not
+    checked here: run ``url_policy.check_url`` on the endpoint too.
+    """
+    if not isinstance(value, dict):
+        raise SubscriptionError("subscription must be an object", "subscription")
+    endpoint = value.get("endpoint")
+    try:
+        parse_url(endpoint, field="endpoint", schemes=("https", "http") if allow_http else ("https",))
+    except UrlRefused as exc:
+        raise SubscriptionError(str(exc), "endpoint") from None
+    keys = value.get("keys")
+    if not isinstance(keys, dict):
+        raise SubscriptionError("keys must be an object with p256dh and auth", "keys")
+    p256dh, auth = keys.get("p256dh"), keys.get("auth")
+    for name, key, size in (("p256dh", p256dh, 65), ("auth", auth, 16)):
+        if not isinstance(key, str) or len(key) > 200:
+            raise SubscriptionError(f"keys.{name} must be a base64url string", f"keys.{name}")
+        try:
+            raw = b64url_decode(key)
+        except (binascii.Error, ValueError):
+            raise SubscriptionError(f"keys.{name} is not base64url", f"keys.{name}") from None
+        if len(raw) != size:
+            raise SubscriptionError(f"keys.{name} must be {size} bytes, not {len(raw)}", f"keys.{name}")
+    assert isinstance(endpoint, str) and isinstance(p256dh, str) and isinstance(auth, str)
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(p256dh))
+    except ValueError:
+        raise SubscriptionError("keys.p256dh is not a P-256 public key", "keys.p256dh") from None
+    return PushSubscription(endpoint, p256dh, auth)
+
+
+def topic_for(key: str) -> str:
+    """The ``Topic`` for alerts about ``key`` (e.g. ``"bill:42"``): 32 base64url characters of its SHA-256, so
+    the same bill always gets the same topic and nothing about it is readable by the push service."""
+    return b64url_encode(hashlib.sha256(key.encode()).digest())[:TOPIC_LENGTH]
+
+
+def load_or_create_vapid(path: Path) -> Vapid02:
+    """The deployment's VAPID key from ``path`` (PEM), generated and saved there (mode 0600) on first use.
+
+    Two processes starting together agree: the key is written to a temporary file and hard-linked into place,
+    which fails for the second, who then reads the first one's key.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Vapid02()
+        fresh.generate_keys()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(fresh.private_pem())
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return Vapid02.from_pem(path.read_bytes())
+
+
+def application_server_key(vapid: Vapid02) -> str:
+    """The public key the browser passes to ``pushManager.subscribe`` (base64url of the uncompressed point)."""
+    raw = vapid.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return b64url_encode(raw)
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def build_push(
+    subscription: PushSubscription,
+    payload: bytes,
+    *,
+    vapid: Vapid02,
+    subject: str,
+    now: float,
+    ttl: int = DEFAULT_TTL_S,
+    urgency: Urgency = "normal",
+    topic: str | None = None,
+) -> PushRequest:
+    """One encrypted, VAPID-signed push message for ``subscription``.
+
+    ``subject`` is the operator's contact (``mailto:`` or ``https:``) that push services may use; ``now`` (Unix
+    seconds) dates the VAPID token. Raises ``ValueError`` for a payload over ``MAX_PAYLOAD_BYTES``, a TTL outside
+    1 s..28 days, an unknown urgency or a malformed topic.
+    """
+    if not payload or len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"a push payload holds 1 to {MAX_PAYLOAD_BYTES} bytes, not {len(payload)}")
+    if not 1 <= ttl <= MAX_TTL_S:
+        raise ValueError(f"ttl must be 1 to {MAX_TTL_S} seconds, not {ttl}")
+    if urgency not in URGENCIES:
+        raise ValueError(f"urgency must be one of {', '.join(URGENCIES)}")
+    if topic is not None and not (0 < len(topic) <= TOPIC_LENGTH and b64url_safe(topic)):
+        raise ValueError("a topic is 1 to 32 characters of the base64url alphabet")
+    body = WebPusher(subscription.info()).encode(payload, "aes128gcm")["body"]
+    parts = urlsplit(subscription.endpoint)
+    claims = {"sub": subject, "aud": f"{parts.scheme}://{parts.netloc}", "exp": int(now) + VAPID_EXPIRY_S}
+    headers = {
+        **vapid.sign(claims),  # Authorization: vapid t=<JWT>, k=<public key>
+        "content-encoding": "aes128gcm",
+        "content-type": "application/octet-stream",
+        "ttl": str(ttl),
+        "urgency": urgency,
+    }
+    if topic is not None:
+        headers["topic"] = topic
+    return PushRequest(subscription.endpoint, headers, body)
+
+
+def b64url_safe(text: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+
+
+async def send(client: httpx.AsyncClient, request: PushRequest, *, timeout: float = DEFAULT_TIMEOUT_S) -> AttemptResult:
+    """POST one push message (``alerts.sender.post_once``: bounded, never raises, no redirects)."""
+    return await post_once(client, request.url, request.headers, request.body, timeout=timeout)
