@@ -87,7 +87,13 @@ async def test_killing_the_feeds_process_moves_the_feed_without_a_gap_or_a_doubl
     tmp_path: Path, redis_url: str, redis_prefix: str, postgres_url: str
 ) -> None:
     """kill -9 of the feed's worker: another owns it, archives new finals, nothing twice, the viewer resumes exactly."""
-    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "DATABASE_URL": postgres_url}
+    # With the archive on PostgreSQL, the staff desk and alerts files would default to the repository's var/.
+    env = {
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DATABASE_URL": postgres_url,
+        "STAFF_DB": str(tmp_path / "staff.db"),
+    }
     args = ("--workers", "2", "--source", str(DEMO), "--sitting", SITTING, "--loop")
     master = tmp_path / "hls" / SITTING / "index.m3u8"
     async with server_process(tmp_path, *args, env=env, name="workers") as url:
