@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings, feeds=feeds_from_args(args))
     services: Services = app.state.services
     if services.token_generated:
-        # Printed once to the console, never logged: whoever started the server is the operator.
-        print(f"OPERATOR_TOKEN not set; this run's operator token is: {services.operator_token}", file=sys.stderr)
+        announce_token(services.operator_token, settings)
     # Thousands of long-lived connections make Python's full collections slow (a stall every few seconds at
     # 2k clients in bench/fanout.py): move start-up objects out of the collector's way and collect less often.
     gc.freeze()
@@ -242,6 +241,21 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
+def announce_token(token: str, settings: Settings) -> Path:
+    """Put a generated operator token in a file only its owner can read, and say where.
+
+    The token itself never goes to stderr: under systemd or a container runtime stderr is a log that others read.
+    """
+    path = settings.staff_db_path().parent / "operator-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_CREAT
+    print(f"OPERATOR_TOKEN not set; this run's operator token is in {path} (readable only by you)", file=sys.stderr)
+    return path
+
+
 def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     """``--workers N``: bind the port here and run N worker processes on it (``live.workers``)."""
     from live.workers import bind, run_workers
@@ -249,8 +263,7 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     env = dict(os.environ)
     token = settings.operator_token or secrets.token_urlsafe(24)
     if not settings.operator_token:
-        # One token for all workers, printed once, never logged.
-        print(f"OPERATOR_TOKEN not set; this run's operator token is: {token}", file=sys.stderr)
+        announce_token(token, settings)  # one token for all workers
     env["OPERATOR_TOKEN"] = token
     # Every worker must name the same sitting, or each would create its own.
     sitting = args.sitting or (f"feed-{secrets.token_hex(3)}" if args.source else None)

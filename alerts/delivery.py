@@ -1,17 +1,22 @@
 """Delivering alerts: publish an event into the durable outbox, and the workers that send what it holds.
 
 ``Alerting.publish(event)`` asks the store for the follows the event concerns, plans the deliveries
-(``alerts.matcher``) and enqueues them with the event id in one transaction (``AlertStore.enqueue``): once it
-returns, a crash loses nothing, and publishing the same event again adds nothing.
+(``alerts.matcher``) and enqueues them with the event id (``AlertStore.enqueue``) in transactions of
+``ENQUEUE_CHUNK`` rows (the first one smaller), waking the workers after each, so the first alerts of a
+10,000-follow vote are on their way while the rest are written: once it returns, a crash loses nothing, and
+publishing the same event again adds nothing (one row per (follow, event)), so a crash midway is repaired by
+publishing again — the relay does, since its hook runs before the archive entry is marked sent (``alerts.wiring``).
 
 ``DeliveryWorkers`` is one process's worker set: a dispatcher task claims due rows (leased to this set, at most
 ``per_endpoint`` leased rows per endpoint across all processes, at most ``concurrency`` in flight here) and starts one
 task per claimed row, which sends it and records the result:
 
 * webhook — checks the URL policy again, signs afresh (``alerts.webhooks``, same ``webhook-id`` on every retry) and
-  POSTs; 2xx delivered, 410 disables the endpoint, anything else retried;
+  POSTs; 2xx delivered, 410 (or a host that now resolves to an address the policy refuses) disables the endpoint,
+  anything else retried — a host that does not resolve at all too (a DNS outage must not drop every endpoint);
 * push — checks the URL policy, encrypts and signs (``alerts.push``, ``TTL``, ``Topic`` from the subject, ``Urgency``)
-  in a thread (the elliptic-curve work is CPU) and POSTs; 404/410 remove the subscription;
+  on the event loop (about 0.1 ms: a thread hop cost more than the work) and POSTs; 404/410 (or a refused address,
+  not a host that does not resolve) remove the subscription;
 * email — SMTP (``alerts.email``): the confirmation message, one alert, or a daily digest (every due digest row of
   the address in one message).
 
@@ -19,7 +24,18 @@ Each attempt is bounded by ``timeout_s`` (``alerts.sender``), and a row's lease 
 or answers 500 holds one slot of its own endpoint for at most that long and never delays anyone else. Retries follow
 ``alerts.schedule`` (jittered; ``Retry-After`` honoured); endpoints are disabled after 410 or a long failure streak.
 The dispatcher wakes when ``wake()`` is called (``publish`` does), when a send finishes, and otherwise every
-``poll_s`` to pick up retries and other processes' rows. A worker set that stops or dies mid-send leaves its rows
+``poll_s`` to pick up retries and other processes' rows.
+
+Cost per delivery (bench/alerts.py, docs/benchmarks.md): claims are batched (one transaction leases up to a
+quarter of ``concurrency`` rows or more), results are recorded in batches (``AlertStore.finish_many``: whatever
+finished while the previous batch was being written goes in the next transaction — a send's slot is freed only
+once its result is committed, so a crash loses at most the sends in flight, which are sent again), HTTP goes
+through ``alerts.sender.HttpSender`` (keep-alive per origin), the VAPID token is reused per push service.
+
+Captions come first: the sends are small steps on the event loop (none holds it for more than a fraction of a
+millisecond), at most ``concurrency`` of them, and ``ALERT_WORKERS=0`` moves sending out of the processes that
+serve viewers altogether (another process sharing the alerts database sends, and can run at a lower OS priority:
+``nice``). A worker set that stops or dies mid-send leaves its rows
 leased until the lease ends; another set then sends them.
 
 How it is meant to be wired: ``server.py``'s lifespan opens ``AlertStore``, builds ``DeliveryWorkers(store,
@@ -34,12 +50,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
+import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 from py_vapid import Vapid02
@@ -49,8 +70,9 @@ from alerts.follows import unsubscribe_token
 from alerts.matcher import Event, exact_targets, plan, wants_keywords
 from alerts.messages import Alert
 from alerts.schedule import AttemptResult, DeliveryState, Outcome, after_outcome, classify
-from alerts.store_sqlite import AlertStore, Claimed, new_owner
-from alerts.url_policy import Resolver, UrlRefused, check_url, resolve
+from alerts.sender import HttpSender
+from alerts.store_sqlite import AlertStore, Claimed, Finished, new_owner
+from alerts.url_policy import HostUnresolved, Resolver, UrlRefused, check_url, resolve
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +80,21 @@ DEFAULT_CONCURRENCY = 200
 DEFAULT_PER_ENDPOINT = 1
 DEFAULT_TIMEOUT_S = 10.0
 POLL_S = 1.0
-POOL_SIZE = 16
+ENQUEUE_CHUNK = 500
+FIRST_CHUNK = 100  # the first transaction is small, so the first alerts go out sooner
+START_STEP = 16
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
 
 
 class Alerting:
-    """Turns published events into outbox rows (module docstring)."""
+    """Turns published events into outbox rows (module docstring). ``workers``: a ``DeliveryWorkers`` or a
+    ``SenderProcess`` (anything with ``wake()``), told when rows are due."""
 
     def __init__(
-        self, store: AlertStore, workers: DeliveryWorkers | None = None, *, clock: Callable[[], float] = time.time
+        self, store: AlertStore, workers: Wakeable | None = None, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = store
         self.workers = workers
@@ -75,9 +104,14 @@ class Alerting:
         """Enqueue the deliveries ``event`` calls for; the number of new outbox rows."""
         follows = await self.store.follows_for(exact_targets(event), keywords=wants_keywords(event))
         planned = plan(event, follows)
-        added = await self.store.enqueue(planned, now=self.clock()) if planned else 0
-        if added and self.workers is not None:
-            self.workers.wake()
+        added = start = 0
+        while start < len(planned):
+            end = start + (min(FIRST_CHUNK, ENQUEUE_CHUNK) if start == 0 else ENQUEUE_CHUNK)
+            new = await self.store.enqueue(planned[start:end], now=self.clock())
+            added += new
+            start = end
+            if new and self.workers is not None:
+                self.workers.wake()
         return added
 
 
@@ -100,7 +134,7 @@ class DeliveryWorkers:
         resolver: Resolver = resolve,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | HttpSender | None = None,
     ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
@@ -117,28 +151,18 @@ class DeliveryWorkers:
         self.clock = clock
         self.rng = rng or random.Random()
         self.owner = new_owner()
-        self._clients: list[httpx.AsyncClient] = [client] if client is not None else []
+        self._http: httpx.AsyncClient | HttpSender = client if client is not None else HttpSender()
         self._own_client = client is None
+        self._results: list[tuple[Finished, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self._cpu = asyncio.Semaphore(1)  # one push message built per turn of the event loop (_push)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
         self.sent = 0  # attempts finished by this set (for the benchmark and operators)
 
-    def _open_clients(self) -> None:
-        # Several small connection pools rather than one big one: httpcore scans every pooled connection for each
-        # request, so one pool of 200 spent more CPU choosing a connection than sending (bench/alerts.py).
-        if not self._clients:
-            shards = max(1, self.concurrency // POOL_SIZE)
-            size = -(-self.concurrency // shards)
-            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            self._clients = [httpx.AsyncClient(limits=limits, timeout=self.timeout_s) for _ in range(shards)]
-
-    def _client(self, row: Claimed) -> httpx.AsyncClient:
-        return self._clients[hash(row.endpoint_id) % len(self._clients)]
-
     async def start(self) -> None:
-        self._open_clients()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="alerts-dispatch")
 
     async def stop(self, *, abandon: bool = False) -> None:
@@ -155,10 +179,11 @@ class DeliveryWorkers:
                 task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._recorder is not None:  # results of finished sends still being written
+            await asyncio.gather(self._recorder, return_exceptions=True)
         if self._own_client:
-            for client in self._clients:
-                await client.aclose()
-            self._clients = []
+            await self._http.aclose()
+            self._http = HttpSender()  # a set may be started again
 
     def wake(self) -> None:
         """Look for due deliveries now (after an enqueue)."""
@@ -176,10 +201,14 @@ class DeliveryWorkers:
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
                     claimed = []
-                for row in claimed:
+                for i, row in enumerate(claimed, 1):
                     task = asyncio.create_task(self._deliver(row))
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
+                    if i % START_STEP == 0:
+                        # Let the sends just started take their first step (and a caption in between) before
+                        # starting more: 200 first steps in one turn of the loop held it for tens of milliseconds.
+                        await asyncio.sleep(0)
                 if len(claimed) == free:
                     continue  # more may be due
             self._wake.clear()
@@ -192,7 +221,6 @@ class DeliveryWorkers:
 
     async def run_once(self) -> int:
         """Claim what is due now and send it, waiting for every send: for tests and scripts (no dispatcher)."""
-        self._open_clients()
         claimed = await self.store.claim(
             self.owner, now=self.clock(), limit=self.concurrency, per_endpoint=self.per_endpoint, lease_s=self.lease_s
         )
@@ -220,21 +248,52 @@ class DeliveryWorkers:
             outcome, result = Outcome.RETRY, AttemptResult(None, error=f"{type(exc).__name__}: {exc}"[:200])
         now = self.clock()
         state = after_outcome(DeliveryState(row.attempts, None), outcome, result.retry_after, now=now, rng=self.rng)
+        with contextlib.suppress(Exception):  # logged by _write_results; the rows stay leased and are sent again
+            await self._record((rows, state, outcome, result.status, result.error))
         self.sent += 1
-        await self.store.finish(rows, self.owner, state, outcome, now=now, status=result.status, error=result.error)
 
-    async def _checked(self, url: str | None, schemes: tuple[str, ...]) -> AttemptResult | None:
+    async def _record(self, finished: Finished) -> None:
+        """Queue one attempt's result for the next ``finish_many`` transaction and wait until it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._results.append((finished, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._write_results(), name="alerts-record")
+        await asyncio.shield(done)
+
+    async def _write_results(self) -> None:
+        # One transaction at a time, each taking every result queued meanwhile: under load the batches grow by
+        # themselves, and a lone result is written at once.
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                await self.store.finish_many([f for f, _ in batch], self.owner, now=self.clock())
+            except Exception as exc:
+                # The rows stay leased and are sent again when the lease ends (at-least-once).
+                log.exception("recording %d delivery results failed", len(batch))
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _checked(self, url: str | None, schemes: tuple[str, ...]) -> tuple[Outcome, AttemptResult] | None:
+        """None when the URL may be sent to now; else the attempt's outcome: a host that does not resolve is
+        retried on the schedule (a DNS failure passes), one the policy refuses is gone for good."""
         try:
             await check_url(url, allow_private=self.allow_private, schemes=schemes, resolver=self.resolver)
+        except HostUnresolved as exc:
+            return Outcome.RETRY, AttemptResult(None, error=str(exc))
         except UrlRefused as exc:
-            return AttemptResult(None, error=f"refused: {exc}")
+            return Outcome.GONE, AttemptResult(None, error=f"refused: {exc}")
         return None
 
     async def _webhook(self, row: Claimed) -> tuple[Outcome, AttemptResult]:
         assert row.url is not None and row.secret is not None
         refused = await self._checked(row.url, ("http", "https"))
         if refused is not None:
-            return Outcome.GONE, refused
+            return refused
         alert = row.payload["alert"]
         data: dict[str, Any] = {
             **alert,
@@ -246,7 +305,7 @@ class DeliveryWorkers:
         request = webhooks.build_request(
             row.url, body, msg_id=row.msg_id, timestamp=int(self.clock()), secrets=[row.secret]
         )
-        result = await webhooks.post(self._client(row), request, timeout=self.timeout_s)
+        result = await webhooks.post(self._http, request, timeout=self.timeout_s)
         return classify(result.status), result
 
     async def _push(self, row: Claimed) -> tuple[Outcome, AttemptResult]:
@@ -258,21 +317,24 @@ class DeliveryWorkers:
         schemes = ("https", "http") if self.allow_private else ("https",)
         refused = await self._checked(row.url, schemes)
         if refused is not None:
-            return Outcome.GONE, refused
+            return refused
         alert = Alert(**row.payload["alert"])
         sub = push.PushSubscription(row.url, row.p256dh, row.auth)
-        request = await asyncio.to_thread(
-            push.build_push,
-            sub,
-            alert.push_payload(self.base_url),
-            vapid=self.vapid,
-            subject=self.vapid_subject,
-            now=self.clock(),
-            ttl=row.ttl,
-            urgency=row.urgency,  # type: ignore[arg-type]
-            topic=push.topic_for(row.topic or alert.subject),
-        )
-        result = await push.send(self._client(row), request, timeout=self.timeout_s)
+        async with self._cpu:
+            request = push.build_push(
+                sub,
+                alert.push_payload(self.base_url),
+                vapid=self.vapid,
+                subject=self.vapid_subject,
+                now=self.clock(),
+                ttl=row.ttl,
+                urgency=row.urgency,  # type: ignore[arg-type]
+                topic=push.topic_for(row.topic or alert.subject),
+            )
+            # Hand the loop back before the next message is built: 200 sends starting together would otherwise
+            # encrypt back to back (~30 ms) while a caption waits behind them.
+            await asyncio.sleep(0)
+        result = await push.send(self._http, request, timeout=self.timeout_s)
         return classify(result.status, gone=push.PUSH_GONE), result
 
     async def _email(self, rows: list[Claimed]) -> tuple[Outcome, AttemptResult]:
@@ -300,3 +362,126 @@ class DeliveryWorkers:
                     self.smtp, row.email, alerts, base_url=self.base_url, unsubscribe=unsubscribe
                 )
         return await email.send(self.smtp, message, timeout=self.timeout_s)
+
+
+NICE = 10  # the sender process's niceness: the kernel gives the serving processes' captions the CPU first
+
+
+class SenderProcess:
+    """``DeliveryWorkers`` in a child process at a lower OS priority (``nice``), for a server whose event loop also
+    fans out live captions: a 10,000-follow burst then takes CPU only when the serving process does not want it.
+
+    ``await sp.start()`` spawns ``python -m alerts.delivery`` (its settings on stdin: the SMTP password stays out of
+    ``ps``); ``wake()`` writes a byte to its stdin (``Alerting.publish`` calls it); ``await sp.stop()`` closes stdin,
+    upon which the child stops its workers, waiting for the sends in flight. The child shares the alerts database
+    (leases make that safe, as for several server processes); if it dies, the next ``wake()`` or the watchdog
+    (every ``poll_s``) starts another, and the dead one's rows are sent once their lease ends."""
+
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        base_url: str,
+        vapid_path: str | Path | None,
+        vapid_subject: str = "mailto:webmaster@localhost",
+        smtp: email.SmtpConfig | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        allow_private: bool = False,
+        nice: int = NICE,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.config = {
+            "store": str(store_path),
+            "base_url": base_url,
+            "vapid": str(vapid_path) if vapid_path is not None else None,
+            "vapid_subject": vapid_subject,
+            "smtp": dataclasses.asdict(smtp) if smtp is not None else None,
+            "concurrency": concurrency,
+            "allow_private": allow_private,
+            "nice": nice,
+            "poll_s": poll_s,
+        }
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def _spawn(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alerts.delivery", stdin=asyncio.subprocess.PIPE
+        )
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(self.config).encode() + b"\n")
+
+    async def start(self) -> None:
+        self._stopping = False
+        await self._spawn()
+        self._watchdog = asyncio.create_task(self._watch(), name="alerts-sender-watchdog")
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(float(self.config["poll_s"]))  # type: ignore[arg-type]
+            if self._proc is not None and self._proc.returncode is not None and not self._stopping:
+                log.error("the alerts sender process exited (%s); starting another", self._proc.returncode)
+                await self._spawn()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (for operators and the benchmark's CPU accounting)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def wake(self) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
+            return  # the watchdog restarts it; the new one claims what is due
+        proc.stdin.write(b"w")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), DEFAULT_TIMEOUT_S + 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _sender_main() -> None:
+    """The child of ``SenderProcess``: settings on the first line of stdin, then a byte per wake-up; EOF stops it."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    config = json.loads(await reader.readline())
+    os.nice(int(config["nice"]))
+    store = AlertStore(config["store"])
+    await store.open()
+    vapid = await asyncio.to_thread(push.load_or_create_vapid, Path(config["vapid"])) if config["vapid"] else None
+    workers = DeliveryWorkers(
+        store,
+        base_url=config["base_url"],
+        vapid=vapid,
+        vapid_subject=config["vapid_subject"],
+        smtp=email.SmtpConfig(**config["smtp"]) if config["smtp"] else None,
+        concurrency=int(config["concurrency"]),
+        allow_private=bool(config["allow_private"]),
+        poll_s=float(config["poll_s"]),
+    )
+    await workers.start()
+    try:
+        while await reader.read(4096):
+            workers.wake()
+    finally:
+        await workers.stop()
+        await store.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    asyncio.run(_sender_main())

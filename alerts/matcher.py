@@ -23,7 +23,7 @@ alert every 15 minutes at most, not one per sentence. Keyword matching is ``arch
 
 How it is meant to be wired: the driver (``alerts.delivery.Alerting.publish``) asks the store for the active follows
 of ``exact_targets(event)`` and, when ``wants_keywords(event)``, the keyword follows; passes them to ``plan``; and
-enqueues the result with the event id in one transaction.
+enqueues the result with the event id (in chunks of a few hundred rows, each one transaction).
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ class UrlRefused(ValueError):
         self.field = field
 
 
+class HostUnresolved(UrlRefused):
+    """The host did not resolve (no answer, or none now): possibly a passing DNS failure. The follow API refuses it
+    like any ``UrlRefused``; a sender retries later rather than dropping the endpoint."""
+
+
 def allow_private_from_env(environ: dict[str, str] | None = None) -> bool:
     """``WEBHOOK_ALLOW_PRIVATE`` read as a boolean (1, true, yes, on); unset or anything else is False."""
     value = (environ if environ is not None else os.environ).get(ENV_ALLOW_PRIVATE, "")
@@ -117,10 +122,12 @@ async def check_url(
     except ValueError:
         try:
             addresses = await resolver(host, port)
-        except (OSError, UnicodeError):
+        except OSError:
+            raise HostUnresolved(f"{field}: the host {host!r} does not resolve", field) from None
+        except UnicodeError:  # not a valid host name at all: no later lookup will do better
             raise UrlRefused(f"{field}: the host {host!r} does not resolve", field) from None
     if not addresses:
-        raise UrlRefused(f"{field}: the host {host!r} does not resolve", field)
+        raise HostUnresolved(f"{field}: the host {host!r} does not resolve", field)
     for text in addresses:
         reason = refusal_reason(ipaddress.ip_address(text.split("%", 1)[0]))
         if reason is not None:

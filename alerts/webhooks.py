@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from alerts.schedule import AttemptResult
-from alerts.sender import DEFAULT_TIMEOUT_S, post_once
+from alerts.sender import DEFAULT_TIMEOUT_S, HttpSender, post_once
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -121,7 +121,7 @@ def build_request(url: str, body: bytes, *, msg_id: str, timestamp: int, secrets
 
 
 async def post(
-    client: httpx.AsyncClient, request: WebhookRequest, *, timeout: float = DEFAULT_TIMEOUT_S
+    client: httpx.AsyncClient | HttpSender, request: WebhookRequest, *, timeout: float = DEFAULT_TIMEOUT_S
 ) -> AttemptResult:
     """Send one attempt (``alerts.sender.post_once``: bounded, never raises, no redirects)."""
     return await post_once(client, request.url, request.headers, request.body, timeout=timeout)

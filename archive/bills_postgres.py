@@ -15,13 +15,17 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 
 from archive.bills_rows import (
-    DETAIL_FIELDS,
+    bill_conditions,
     bill_from,
+    bill_values,
     clock_inputs_from,
-    column_value,
+    detail_values,
+    linked_sitting,
     pauses_json,
     session_from,
     stage_change_from,
+    stage_links,
+    stage_values,
 )
 from archive.models import Bill, BillClockInputs, BillFilters, SessionPeriodRecord, StageChange, utc_now
 from archive.store import Conflict, NotFound, UnknownReference
@@ -43,21 +47,11 @@ async def _bill_row(conn: Conn, bill_id: str) -> DictRow:
 
 async def _insert_change(conn: Conn, change: StageChange) -> StageChange:
     sitting_id = change.sitting_id
-    for field, table, value in (
-        ("agenda_item_id", "agenda_items", change.agenda_item_id),
-        ("vote_id", "votes", change.vote_id),
-    ):
-        if value is None:
-            continue
+    for field, table, value in stage_links(change):
         row = await _one(
             conn, sql.SQL("SELECT sitting_id FROM {} WHERE id = %s").format(sql.Identifier(table)), (value,)
         )
-        if row is None:
-            raise UnknownReference(field, f"no {table.rstrip('s').replace('_', ' ')} {value}")
-        if sitting_id is None:
-            sitting_id = row["sitting_id"]
-        elif row["sitting_id"] != sitting_id:
-            raise UnknownReference(field, f"{value} belongs to sitting {row['sitting_id']}, not {sitting_id}")
+        sitting_id = linked_sitting(field, table, value, row, sitting_id)
     if (
         sitting_id is not None
         and await _one(conn, "SELECT 1 AS found FROM sittings WHERE id = %s", (sitting_id,)) is None
@@ -67,17 +61,7 @@ async def _insert_change(conn: Conn, change: StageChange) -> StageChange:
         conn,
         "INSERT INTO bill_stages (bill_id, from_stage, stage, on_date, recorded_at, sitting_id, agenda_item_id,"
         " vote_id, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-        (
-            change.bill_id,
-            change.from_stage,
-            change.stage,
-            change.on,
-            utc_now(),
-            sitting_id,
-            change.agenda_item_id,
-            change.vote_id,
-            change.note,
-        ),
+        stage_values(change, sitting_id),
     )
     assert row is not None
     return stage_change_from(row)
@@ -87,8 +71,7 @@ async def save_bill(conn: Conn, bill: Bill, first: StageChange | None) -> Bill:
     existing = await _one(conn, "SELECT type FROM bills WHERE id = %s", (bill.id,))
     if existing is not None and existing["type"] is not None:
         raise Conflict(f"bill {bill.id} already exists")
-    values: dict[str, Any] = {f: column_value(f, getattr(bill, f)) for f in DETAIL_FIELDS}
-    values |= {"id": bill.id, "status": bill.status, "stage": bill.stage, "updated_at": utc_now()}
+    values = bill_values(bill)
     query = sql.SQL("INSERT INTO bills ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {} RETURNING *").format(
         sql.SQL(", ").join(map(sql.Identifier, values)),
         sql.SQL(", ").join(sql.Placeholder(c) for c in values),
@@ -105,8 +88,7 @@ async def save_bill(conn: Conn, bill: Bill, first: StageChange | None) -> Bill:
 
 async def update_bill(conn: Conn, bill_id: str, changes: dict[str, object]) -> Bill:
     await _bill_row(conn, bill_id)
-    values = {f: column_value(f, changes[f]) for f in DETAIL_FIELDS if f in changes}
-    values |= {"updated_at": utc_now()}
+    values = detail_values(changes)
     query = sql.SQL("UPDATE bills SET {} WHERE id = {} RETURNING *").format(
         sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in values),
         sql.Placeholder("bill_id"),
@@ -137,24 +119,14 @@ async def bill_stages(conn: Conn, bill_id: str) -> list[StageChange]:
 
 
 async def find_bills(conn: Conn, filters: BillFilters, limit: int, offset: int) -> tuple[list[Bill], int]:
-    where: list[str] = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    for field in ("stage", "type"):
-        if getattr(filters, field) is not None:
-            where.append(f"{field} = %({field})s")
-            params[field] = getattr(filters, field)
-    for field, column in (("topic", "topics"), ("agency", "agencies")):
-        if getattr(filters, field) is not None:
-            where.append(f"({column}::jsonb) ? %({field})s")
-            params[field] = getattr(filters, field)
-    if filters.q:
-        # strpos, not LIKE: the text is matched as written, with no wildcard characters to escape.
-        where.append(
-            "(strpos(lower(id), lower(%(q)s)) > 0 OR strpos(lower(title), lower(%(q)s)) > 0"
-            " OR strpos(lower(COALESCE(short_name, '')), lower(%(q)s)) > 0)"
-        )
-        params["q"] = filters.q
-    clause = " AND ".join(where)
+    where, params = bill_conditions(
+        filters,
+        mark="%({name})s",
+        holds="({column}::jsonb) ? {value}",
+        finds="strpos(lower({column}), lower({value})) > 0",
+    )
+    params |= {"limit": limit, "offset": offset}
+    clause = " AND ".join(["TRUE", *where])
     total = await _one(conn, f"SELECT COUNT(*) AS n FROM bills WHERE {clause}", params)
     cur = await conn.execute(
         f"SELECT * FROM bills WHERE {clause} ORDER BY updated_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",

@@ -10,16 +10,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from archive.bills_rows import (
-    DETAIL_FIELDS,
+    bill_conditions,
     bill_from,
+    bill_values,
     clock_inputs_from,
-    column_value,
+    detail_values,
+    linked_sitting,
     pauses_json,
     session_from,
     stage_change_from,
+    stage_links,
+    stage_values,
 )
 from archive.models import Bill, BillClockInputs, BillFilters, SessionPeriodRecord, StageChange, utc_now
 from archive.store import Conflict, NotFound, UnknownReference
@@ -35,35 +38,15 @@ def _bill_row(conn: sqlite3.Connection, bill_id: str) -> sqlite3.Row:
 def _insert_change(conn: sqlite3.Connection, change: StageChange) -> StageChange:
     """Append ``change`` to the history, checking and completing its links; returns it as stored."""
     sitting_id = change.sitting_id
-    for field, table, value in (
-        ("agenda_item_id", "agenda_items", change.agenda_item_id),
-        ("vote_id", "votes", change.vote_id),
-    ):
-        if value is None:
-            continue
+    for field, table, value in stage_links(change):
         row = conn.execute(f"SELECT sitting_id FROM {table} WHERE id = ?", (value,)).fetchone()
-        if row is None:
-            raise UnknownReference(field, f"no {table.rstrip('s').replace('_', ' ')} {value}")
-        if sitting_id is None:
-            sitting_id = row["sitting_id"]
-        elif row["sitting_id"] != sitting_id:
-            raise UnknownReference(field, f"{value} belongs to sitting {row['sitting_id']}, not {sitting_id}")
+        sitting_id = linked_sitting(field, table, value, row, sitting_id)
     if sitting_id is not None and conn.execute("SELECT 1 FROM sittings WHERE id = ?", (sitting_id,)).fetchone() is None:
         raise UnknownReference("sitting_id", f"no sitting {sitting_id}")
     row = conn.execute(
         "INSERT INTO bill_stages (bill_id, from_stage, stage, on_date, recorded_at, sitting_id, agenda_item_id,"
         " vote_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        (
-            change.bill_id,
-            change.from_stage,
-            change.stage,
-            change.on,
-            utc_now(),
-            sitting_id,
-            change.agenda_item_id,
-            change.vote_id,
-            change.note,
-        ),
+        stage_values(change, sitting_id),
     ).fetchone()
     return stage_change_from(row)
 
@@ -72,8 +55,7 @@ def save_bill(conn: sqlite3.Connection, bill: Bill, first: StageChange | None) -
     existing = conn.execute("SELECT type FROM bills WHERE id = ?", (bill.id,)).fetchone()
     if existing is not None and existing["type"] is not None:
         raise Conflict(f"bill {bill.id} already exists")
-    values: dict[str, Any] = {f: column_value(f, getattr(bill, f)) for f in DETAIL_FIELDS}
-    values |= {"id": bill.id, "status": bill.status, "stage": bill.stage, "updated_at": utc_now()}
+    values = bill_values(bill)
     columns = ", ".join(values)
     row = conn.execute(
         f"INSERT INTO bills ({columns}) VALUES ({', '.join(':' + c for c in values)})"
@@ -88,10 +70,11 @@ def save_bill(conn: sqlite3.Connection, bill: Bill, first: StageChange | None) -
 
 def update_bill(conn: sqlite3.Connection, bill_id: str, changes: dict[str, object]) -> Bill:
     _bill_row(conn, bill_id)
-    values = {f: column_value(f, changes[f]) for f in DETAIL_FIELDS if f in changes}
-    values |= {"updated_at": utc_now(), "id": bill_id}
-    sets = ", ".join(f"{c} = :{c}" for c in values if c != "id")
-    return bill_from(conn.execute(f"UPDATE bills SET {sets} WHERE id = :id RETURNING *", values).fetchone())
+    values = detail_values(changes)
+    sets = ", ".join(f"{c} = :{c}" for c in values)
+    return bill_from(
+        conn.execute(f"UPDATE bills SET {sets} WHERE id = :id RETURNING *", {**values, "id": bill_id}).fetchone()
+    )
 
 
 def change_stage(
@@ -112,24 +95,14 @@ def bill_stages(conn: sqlite3.Connection, bill_id: str) -> list[StageChange]:
 
 
 def find_bills(conn: sqlite3.Connection, filters: BillFilters, limit: int, offset: int) -> tuple[list[Bill], int]:
-    where: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    for field in ("stage", "type"):
-        if getattr(filters, field) is not None:
-            where.append(f"{field} = :{field}")
-            params[field] = getattr(filters, field)
-    for field, column in (("topic", "topics"), ("agency", "agencies")):
-        if getattr(filters, field) is not None:
-            where.append(f"EXISTS (SELECT 1 FROM json_each(bills.{column}) WHERE json_each.value = :{field})")
-            params[field] = getattr(filters, field)
-    if filters.q:
-        # instr, not LIKE: the text is matched as written, with no wildcard characters to escape.
-        where.append(
-            "(instr(lower(id), lower(:q)) OR instr(lower(title), lower(:q))"
-            " OR instr(lower(COALESCE(short_name, '')), lower(:q)))"
-        )
-        params["q"] = filters.q
-    clause = " AND ".join(where)
+    where, params = bill_conditions(
+        filters,
+        mark=":{name}",
+        holds="EXISTS (SELECT 1 FROM json_each(bills.{column}) WHERE json_each.value = {value})",
+        finds="instr(lower({column}), lower({value}))",
+    )
+    params |= {"limit": limit, "offset": offset}
+    clause = " AND ".join(["1 = 1", *where])
     # One read transaction, so the page and the total agree.
     conn.execute("BEGIN")
     try:

@@ -15,36 +15,35 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow, tuple_row
 
 from archive import search as core
-from archive.documents import (
-    Candidate,
-    Document,
-    DocumentFilters,
-    DocumentHit,
-    DocumentPage,
-    Section,
-    SectionView,
-    rank_at,
+from archive.documents import Candidate, Document, DocumentFilters, DocumentHit, DocumentPage, Section, SectionView
+from archive.documents_rows import (
+    DOC_COLUMNS,
+    HIT_COLUMNS,
+    LIST_DOCUMENTS,
+    SEARCH_FROM,
+    Ranked,
+    check_limit,
+    conditions,
+    document_from,
+    document_values,
+    hits,
+    page_ids,
+    rank_page,
+    section_from,
+    section_values,
+    section_view,
 )
-from archive.search import Cursor, Query, QueryError
+from archive.search import Cursor, Query
 from archive.search_postgres import _contains
-from archive.search_sqlite import DEFAULT_WINDOW, MAX_LIMIT
+from archive.search_sqlite import DEFAULT_WINDOW
 
 Conn = AsyncConnection[Any]
-_DOC_COLUMNS = "d.slug, d.title, d.kind, d.year_be, d.in_force, d.complete, d.source, d.licence"
 
 
 async def _rows(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[TupleRow]:
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
-
-
-def _document(row: Sequence[Any]) -> Document:
-    return Document(row[0], row[1], row[2], int(row[3]), bool(row[4]), bool(row[5]), row[6], row[7])
-
-
-def _section(row: Sequence[Any]) -> Section:
-    return Section(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
 
 async def digests(conn: Conn) -> dict[str, str]:
@@ -61,14 +60,9 @@ async def put_document(conn: Conn, doc: Document, digest: str, terms: Sequence[s
         conn,
         "INSERT INTO documents (slug, title, kind, year_be, in_force, complete, source, licence, digest, loaded_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (doc.slug, doc.title, doc.kind, doc.year_be, doc.in_force, doc.complete, doc.source, doc.licence, digest,
-         now),
-    )  # fmt: skip
-    rows = [
-        (doc_id, ord, s.key, s.label, s.chapter, s.part, s.transitory, s.text, core.fold(s.text), subject,
-         rank_at(doc.year_be, ord))
-        for ord, (s, subject) in enumerate(zip(doc.sections, terms, strict=True))
-    ]  # fmt: skip
+        document_values(doc, digest, now),
+    )
+    rows = section_values(doc_id, doc, terms)
     if rows:
         async with conn.cursor() as cur:
             await cur.executemany(
@@ -79,16 +73,11 @@ async def put_document(conn: Conn, doc: Document, digest: str, terms: Sequence[s
 
 
 async def list_documents(conn: Conn) -> list[tuple[Document, int]]:
-    rows = await _rows(
-        conn,
-        f"SELECT {_DOC_COLUMNS}, (SELECT count(*) FROM document_sections s WHERE s.document_id = d.id)"
-        " FROM documents d ORDER BY d.kind = 'act', d.year_be DESC, d.slug",
-    )
-    return [(_document(r), int(r[8])) for r in rows]
+    return [(document_from(r), int(r[8])) for r in await _rows(conn, LIST_DOCUMENTS)]
 
 
 async def get_document(conn: Conn, slug: str) -> tuple[Document, list[Section]] | None:
-    found = await _rows(conn, f"SELECT {_DOC_COLUMNS}, d.id FROM documents d WHERE d.slug = %s", (slug,))
+    found = await _rows(conn, f"SELECT {DOC_COLUMNS}, d.id FROM documents d WHERE d.slug = %s", (slug,))
     if not found:
         return None
     toc = await _rows(
@@ -96,13 +85,13 @@ async def get_document(conn: Conn, slug: str) -> tuple[Document, list[Section]] 
         "SELECT key, label, '', chapter, part, transitory FROM document_sections WHERE document_id = %s ORDER BY ord",
         (found[0][8],),
     )
-    return _document(found[0]), [_section(r) for r in toc]
+    return document_from(found[0]), [section_from(r) for r in toc]
 
 
 async def get_section(conn: Conn, slug: str, key: str) -> SectionView | None:
     found = await _rows(
         conn,
-        f"SELECT {_DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory, s.ord, d.id"
+        f"SELECT {DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory, s.ord, d.id"
         " FROM document_sections s JOIN documents d ON d.id = s.document_id WHERE d.slug = %s AND s.key = %s",
         (slug, key),
     )
@@ -117,7 +106,7 @@ async def get_section(conn: Conn, slug: str, key: str) -> SectionView | None:
             (doc_id, ord - 1, ord + 1),
         )
     )
-    return SectionView(_document(row), _section(row[8:14]), around.get(ord - 1), around.get(ord + 1))
+    return section_view(row, around)
 
 
 async def candidates(conn: Conn, kind: str = "constitution") -> list[Candidate]:
@@ -128,22 +117,6 @@ async def candidates(conn: Conn, kind: str = "constitution") -> list[Candidate]:
         (kind,),
     )
     return [Candidate.from_terms(r[0], r[1], r[2], bool(r[3])) for r in rows]
-
-
-def _where(filters: DocumentFilters) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value, op in (
-        ("d.slug", filters.document, "="),
-        ("d.kind", filters.kind, "="),
-        ("d.year_be", filters.year_from, ">="),
-        ("d.year_be", filters.year_to, "<="),
-        ("d.in_force", filters.in_force, "="),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} %s")
-            params.append(value)
-    return (" AND ".join(clauses) or "TRUE"), params
 
 
 async def search(
@@ -157,22 +130,21 @@ async def search(
 ) -> DocumentPage:
     """One page of sections matching `q`, best first; only reads. QueryError (naming the field) for bad input."""
     query = q if isinstance(q, Query) else core.parse_query(q)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise QueryError("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    check_limit(limit)
     position = Cursor.decode(cursor) if cursor is not None else None
-    where, params = _where(filters or DocumentFilters())
-    base = "FROM document_sections s JOIN documents d ON d.id = s.document_id"
+    clauses, params = conditions(filters or DocumentFilters(), "%s")
+    where = " AND ".join(clauses) or "TRUE"
     if position is not None:
         top = position.top
     else:
         ((top,),) = await _rows(conn, "SELECT coalesce(max(id), 0) FROM document_sections")
     ((in_scope,),) = await _rows(
-        conn, f"SELECT count(*) FROM (SELECT 1 {base} WHERE s.id <= %s AND {where} LIMIT %s) AS scope",
+        conn, f"SELECT count(*) FROM (SELECT 1 {SEARCH_FROM} WHERE s.id <= %s AND {where} LIMIT %s) AS scope",
         [top, *params, window + 1],
     )  # fmt: skip
     if in_scope <= window:
         rows = await _rows(
-            conn, f"SELECT s.id, s.rank_at, s.folded {base} WHERE s.id <= %s AND {where}", [top, *params]
+            conn, f"SELECT s.id, s.rank_at, s.folded {SEARCH_FROM} WHERE s.id <= %s AND {where}", [top, *params]
         )
         exhaustive = True
     else:
@@ -180,46 +152,18 @@ async def search(
         likes = " AND ".join(["s.folded LIKE %s"] * len(patterns))
         rows = await _rows(
             conn,
-            f"SELECT s.id, s.rank_at, s.folded {base} WHERE {likes} AND s.id <= %s AND {where}"
+            f"SELECT s.id, s.rank_at, s.folded {SEARCH_FROM} WHERE {likes} AND s.id <= %s AND {where}"
             " ORDER BY s.id DESC LIMIT %s",
             [*patterns, top, *params, window],
         )
-        exhaustive = len(rows) < window
-    ranked: list[tuple[tuple[int, int, int], int]] = []
-    lowest = None
-    for sid, at, folded in rows:
-        lowest = sid if lowest is None else min(lowest, sid)
-        s = core.score(query, folded)
-        if s is not None:
-            ranked.append((core.rank_key(s, at, sid), s))
-    ranked.sort()
-    if position is not None and position.after is not None:
-        after = core.rank_key(*position.after)
-        ranked = [r for r in ranked if r[0] > after]
-    page = ranked[:limit]
-    if len(ranked) > limit:
-        key = page[-1][0]
-        next_cursor: str | None = Cursor(top, (-key[0], -key[1], -key[2])).encode()
-    elif not exhaustive and lowest is not None and lowest > 1:
-        next_cursor = Cursor(lowest - 1, None).encode()
-    else:
-        next_cursor = None
+        exhaustive = False
+    page, next_cursor, exhaustive = rank_page(
+        query, rows, top=top, position=position, limit=limit, window=window, exhaustive=exhaustive
+    )
     return DocumentPage(await _hits(conn, query, page), next_cursor, exhaustive)
 
 
-async def _hits(conn: Conn, query: Query, page: list[tuple[tuple[int, int, int], int]]) -> list[DocumentHit]:
+async def _hits(conn: Conn, query: Query, page: Ranked) -> list[DocumentHit]:
     if not page:
         return []
-    ids = [-key[2] for key, _ in page]
-    found = await _rows(
-        conn,
-        f"SELECT s.id, {_DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory"
-        " FROM document_sections s JOIN documents d ON d.id = s.document_id WHERE s.id = ANY(%s)",
-        (ids,),
-    )
-    rows = {r[0]: r for r in found}
-    hits = []
-    for (_, s), sid in zip(page, ids, strict=True):
-        r = rows[sid]
-        hits.append(DocumentHit(_document(r[1:9]), _section(r[9:15]), s, core.snippet(query, r[11])))
-    return hits
+    return hits(query, page, await _rows(conn, f"{HIT_COLUMNS} WHERE s.id = ANY(%s)", (page_ids(page),)))

@@ -16,35 +16,32 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from archive import search as core
-from archive.documents import (
-    Candidate,
-    Document,
-    DocumentFilters,
-    DocumentHit,
-    DocumentPage,
-    Section,
-    SectionView,
-    rank_at,
+from archive.documents import Candidate, Document, DocumentFilters, DocumentHit, DocumentPage, Section, SectionView
+from archive.documents_rows import (
+    DOC_COLUMNS,
+    HIT_COLUMNS,
+    LIST_DOCUMENTS,
+    SEARCH_FROM,
+    Ranked,
+    check_limit,
+    conditions,
+    document_from,
+    document_values,
+    hits,
+    page_ids,
+    rank_page,
+    section_from,
+    section_values,
+    section_view,
 )
-from archive.search import Cursor, Query, QueryError
-from archive.search_sqlite import DEFAULT_WINDOW, MAX_LIMIT
-
-_DOC_COLUMNS = "d.slug, d.title, d.kind, d.year_be, d.in_force, d.complete, d.source, d.licence"
+from archive.search import Cursor, Query
+from archive.search_sqlite import DEFAULT_WINDOW
 
 
 def _terms(folded: str) -> str:
     return " ".join(core.index_terms(folded))
-
-
-def _document(row: Sequence[Any]) -> Document:
-    return Document(row[0], row[1], row[2], int(row[3]), bool(row[4]), bool(row[5]), row[6], row[7])
-
-
-def _section(row: Sequence[Any]) -> Section:
-    return Section(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
 
 def digests(conn: sqlite3.Connection) -> dict[str, str]:
@@ -66,45 +63,38 @@ def put_document(conn: sqlite3.Connection, doc: Document, digest: str, terms: Se
     cur = conn.execute(
         "INSERT INTO documents (slug, title, kind, year_be, in_force, complete, source, licence, digest, loaded_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (doc.slug, doc.title, doc.kind, doc.year_be, int(doc.in_force), int(doc.complete), doc.source, doc.licence,
-         digest, now),
-    )  # fmt: skip
-    doc_id = cur.lastrowid
-    for ord, (section, subject) in enumerate(zip(doc.sections, terms, strict=True)):
-        folded = core.fold(section.text)
-        cur = conn.execute(
+        document_values(doc, digest, now),
+    )
+    assert cur.lastrowid is not None
+    for values in section_values(cur.lastrowid, doc, terms):
+        section = conn.execute(
             "INSERT INTO document_sections (document_id, ord, key, label, chapter, part, transitory, text, folded,"
             " subject_terms, rank_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, ord, section.key, section.label, section.chapter, section.part, int(section.transitory),
-             section.text, folded, subject, rank_at(doc.year_be, ord)),
-        )  # fmt: skip
-        conn.execute("INSERT INTO document_terms (rowid, terms) VALUES (?, ?)", (cur.lastrowid, _terms(folded)))
+            values,
+        )
+        conn.execute("INSERT INTO document_terms (rowid, terms) VALUES (?, ?)", (section.lastrowid, _terms(values[8])))
 
 
 def list_documents(conn: sqlite3.Connection) -> list[tuple[Document, int]]:
     """Every document with its number of sections: constitutions first, newest first, then Acts newest first."""
-    rows = conn.execute(
-        f"SELECT {_DOC_COLUMNS}, (SELECT count(*) FROM document_sections s WHERE s.document_id = d.id)"
-        " FROM documents d ORDER BY d.kind = 'act', d.year_be DESC, d.slug"
-    ).fetchall()
-    return [(_document(r), int(r[8])) for r in rows]
+    return [(document_from(r), int(r[8])) for r in conn.execute(LIST_DOCUMENTS).fetchall()]
 
 
 def get_document(conn: sqlite3.Connection, slug: str) -> tuple[Document, list[Section]] | None:
     """The document and its table of contents (sections without their text), in order."""
-    row = conn.execute(f"SELECT {_DOC_COLUMNS}, d.id FROM documents d WHERE d.slug = ?", (slug,)).fetchone()
+    row = conn.execute(f"SELECT {DOC_COLUMNS}, d.id FROM documents d WHERE d.slug = ?", (slug,)).fetchone()
     if row is None:
         return None
     toc = conn.execute(
         "SELECT key, label, '', chapter, part, transitory FROM document_sections WHERE document_id = ? ORDER BY ord",
         (row[8],),
     ).fetchall()
-    return _document(row), [_section(r) for r in toc]
+    return document_from(row), [section_from(r) for r in toc]
 
 
 def get_section(conn: sqlite3.Connection, slug: str, key: str) -> SectionView | None:
     row = conn.execute(
-        f"SELECT {_DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory, s.ord, d.id"
+        f"SELECT {DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory, s.ord, d.id"
         " FROM document_sections s JOIN documents d ON d.id = s.document_id WHERE d.slug = ? AND s.key = ?",
         (slug, key),
     ).fetchone()
@@ -116,7 +106,7 @@ def get_section(conn: sqlite3.Connection, slug: str, key: str) -> SectionView | 
             "SELECT ord, key FROM document_sections WHERE document_id = ? AND ord IN (?, ?)", (doc_id, ord - 1, ord + 1)
         ).fetchall()
     )
-    return SectionView(_document(row), _section(row[8:14]), around.get(ord - 1), around.get(ord + 1))
+    return section_view(row, around)
 
 
 def candidates(conn: sqlite3.Connection, kind: str = "constitution") -> list[Candidate]:
@@ -132,22 +122,6 @@ def candidates(conn: sqlite3.Connection, kind: str = "constitution") -> list[Can
 # -- searching -----------------------------------------------------------------------------------------------------
 
 
-def _where(filters: DocumentFilters) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value, op in (
-        ("d.slug", filters.document, "="),
-        ("d.kind", filters.kind, "="),
-        ("d.year_be", filters.year_from, ">="),
-        ("d.year_be", filters.year_to, "<="),
-        ("d.in_force", None if filters.in_force is None else int(filters.in_force), "="),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} ?")
-            params.append(value)
-    return (" AND ".join(clauses) or "1"), params
-
-
 def search(
     conn: sqlite3.Connection,
     q: str | Query,
@@ -159,17 +133,19 @@ def search(
 ) -> DocumentPage:
     """One page of sections matching `q`, best first; only reads. QueryError (naming the field) for bad input."""
     query = q if isinstance(q, Query) else core.parse_query(q)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise QueryError("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    check_limit(limit)
     position = Cursor.decode(cursor) if cursor is not None else None
-    where, params = _where(filters or DocumentFilters())
-    base = "FROM document_sections s JOIN documents d ON d.id = s.document_id"
+    clauses, params = conditions(filters or DocumentFilters(), "?")
+    where = " AND ".join(clauses) or "1"
     top = position.top if position else conn.execute("SELECT coalesce(max(id), 0) FROM document_sections").fetchone()[0]
     (in_scope,) = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 {base} WHERE s.id <= ? AND {where} LIMIT ?)", [top, *params, window + 1]
+        f"SELECT count(*) FROM (SELECT 1 {SEARCH_FROM} WHERE s.id <= ? AND {where} LIMIT ?)",
+        [top, *params, window + 1],
     ).fetchone()
     if in_scope <= window:
-        rows = conn.execute(f"SELECT s.id, s.rank_at, s.folded {base} WHERE s.id <= ? AND {where}", [top, *params])
+        rows = conn.execute(
+            f"SELECT s.id, s.rank_at, s.folded {SEARCH_FROM} WHERE s.id <= ? AND {where}", [top, *params]
+        )
         exhaustive = True
     else:
         match = " AND ".join(f'"{term}"' for term in query.lookup())
@@ -180,47 +156,14 @@ def search(
             [match, top, *params, window],
         )
         exhaustive = False
-    ranked: list[tuple[tuple[int, int, int], int]] = []
-    lowest = None
-    scanned = 0
-    for sid, at, folded in rows:
-        scanned += 1
-        lowest = sid if lowest is None else min(lowest, sid)
-        s = core.score(query, folded)
-        if s is not None:
-            ranked.append((core.rank_key(s, at, sid), s))
-    if not exhaustive and scanned < window:
-        exhaustive = True
-    ranked.sort()
-    if position is not None and position.after is not None:
-        after = core.rank_key(*position.after)
-        ranked = [r for r in ranked if r[0] > after]
-    page = ranked[:limit]
-    if len(ranked) > limit:
-        key = page[-1][0]
-        next_cursor: str | None = Cursor(top, (-key[0], -key[1], -key[2])).encode()
-    elif not exhaustive and lowest is not None and lowest > 1:
-        next_cursor = Cursor(lowest - 1, None).encode()
-    else:
-        next_cursor = None
+    page, next_cursor, exhaustive = rank_page(
+        query, rows, top=top, position=position, limit=limit, window=window, exhaustive=exhaustive
+    )
     return DocumentPage(_hits(conn, query, page), next_cursor, exhaustive)
 
 
-def _hits(conn: sqlite3.Connection, query: Query, page: list[tuple[tuple[int, int, int], int]]) -> list[DocumentHit]:
+def _hits(conn: sqlite3.Connection, query: Query, page: Ranked) -> list[DocumentHit]:
     if not page:
         return []
-    ids = [-key[2] for key, _ in page]
-    rows = {
-        r[0]: r
-        for r in conn.execute(
-            f"SELECT s.id, {_DOC_COLUMNS}, s.key, s.label, s.text, s.chapter, s.part, s.transitory"
-            " FROM document_sections s JOIN documents d ON d.id = s.document_id"
-            f" WHERE s.id IN ({','.join('?' * len(ids))})",
-            ids,
-        )
-    }
-    hits = []
-    for (_, s), sid in zip(page, ids, strict=True):
-        r = rows[sid]
-        hits.append(DocumentHit(_document(r[1:9]), _section(r[9:15]), s, core.snippet(query, r[11])))
-    return hits
+    ids = page_ids(page)
+    return hits(query, page, conn.execute(f"{HIT_COLUMNS} WHERE s.id IN ({','.join('?' * len(ids))})", ids))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 from archive import exports
@@ -58,6 +58,11 @@ class ByteLRU:
         while self.size > self.max_bytes:
             _, evicted = self._items.popitem(last=False)
             self.size -= len(evicted)
+
+    def discard_where(self, stale: Callable[[Hashable], bool]) -> None:
+        """Drop every entry whose key ``stale`` accepts."""
+        for key in [k for k in self._items if stale(k)]:
+            self.size -= len(self._items.pop(key))
 
 
 class TranscriptExports:
@@ -104,6 +109,10 @@ class TranscriptExports:
                 transcript = replace(base, segments=segments, generated_at=utc_now())
                 body = await asyncio.to_thread(exports.render, fmt, transcript)
             self.renders += 1
+            # A live sitting gets a new version with every caption, and no request names an old version again:
+            # without this, a feed polled once a minute filled the cache with dead renders, each bigger than the
+            # last (tens of MiB an hour of RSS; docs/benchmarks.md, "Soak (whole service)").
+            self.cache.discard_where(lambda k: k != key and k[0].id == sitting.id and k[1] == fmt)  # type: ignore[index]
             self.cache.put(key, body)
             future.set_result(body)
             return body

@@ -47,6 +47,8 @@ from common.desk_schemas import (
     MessageMultipart,
     MessageOne,
     MessagePath,
+    MessagePushIn,
+    MessagePushOut,
     MessageReceipt,
     MessageStatusOut,
     NewMessage,
@@ -874,6 +876,31 @@ _OPERATOR_ERRORS = (401, 403, 404, 413, 422, 503)
 _STAFF_ERRORS = (401, 403)
 _LOOKUPS = "Too many tracking code lookups from this address, known codes or not (see Retry-After)"
 
+
+def _operator(
+    summary: str, ok: tuple[int, type[BaseModel]], permission: str, *, also: tuple[int, ...] = (), **more: Any
+) -> Operation:
+    """An archive write (operator token or staff): the errors every such write can answer with, then ``also``."""
+    return Operation(summary, ok, (*_OPERATOR_ERRORS, *also), operator=True, permission=permission, **more)
+
+
+def _staff(
+    summary: str,
+    ok: tuple[int, type[BaseModel] | dict[str, str]],
+    permission: str | None = None,
+    *,
+    also: tuple[int, ...] = (),
+    **more: Any,
+) -> Operation:
+    """A staff call: 401 and 403, then ``also``; with no ``permission`` any signed-in staff may make it."""
+    return Operation(summary, ok, (*_STAFF_ERRORS, *also), operator=True, permission=permission, **more)
+
+
+def _lookup(summary: str, ok: tuple[int, type[BaseModel]]) -> Operation:
+    """A sender's call by tracking code: an unknown code is 404, and every call spends one of the address's lookups."""
+    return Operation(summary, ok, (404, 429), CodePath, reasons={429: _LOOKUPS})
+
+
 _ATOM = {"application/atom+xml": "an Atom 1.0 feed (RFC 4287), the 50 newest entries, stable tag: ids"}
 _PAGE = {"text/html": "a page for a person who opened the link (without Accept: application/json)"}
 _ASKED_PAGE = {"text/html": "a page, when the request asks for text/html (a browser's form) and not JSON"}
@@ -944,13 +971,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/sittings"): Operation(
         "List sittings, newest first", (200, SittingList), errors=(400, 503), query=ListQuery
     ),
-    ("POST", "/api/sittings"): Operation(
-        "Create a sitting",
-        (201, SittingEvent),
-        errors=(*_OPERATOR_ERRORS, 409),
-        body=CreateSitting,
-        operator=True,
-        permission="sitting.manage",
+    ("POST", "/api/sittings"): _operator(
+        "Create a sitting", (201, SittingEvent), "sitting.manage", also=(409,), body=CreateSitting
     ),
     ("GET", "/api/sittings/{sitting_id}"): Operation(
         "A sitting's state (agenda, speaker, votes) and its channel position",
@@ -971,41 +993,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "application/akn+xml": "format=akn: an Akoma Ntoso 3.0 debate",
         },
     ),
-    ("POST", "/api/sittings/{sitting_id}/status"): Operation(
-        "Set the sitting's status",
-        (200, SittingEvent),
-        _OPERATOR_ERRORS,
-        SittingPath,
-        body=SetStatus,
-        operator=True,
-        permission="sitting.manage",
+    ("POST", "/api/sittings/{sitting_id}/status"): _operator(
+        "Set the sitting's status", (200, SittingEvent), "sitting.manage", path=SittingPath, body=SetStatus
     ),
-    ("POST", "/api/sittings/{sitting_id}/agenda"): Operation(
-        "Move to an agenda item",
-        (201, AgendaEvent),
-        _OPERATOR_ERRORS,
-        SittingPath,
-        body=SetAgenda,
-        operator=True,
-        permission="agenda.set",
+    ("POST", "/api/sittings/{sitting_id}/agenda"): _operator(
+        "Move to an agenda item", (201, AgendaEvent), "agenda.set", path=SittingPath, body=SetAgenda
     ),
-    ("POST", "/api/sittings/{sitting_id}/votes"): Operation(
-        "Record a vote result",
-        (201, VoteEvent),
-        _OPERATOR_ERRORS,
-        SittingPath,
-        body=RecordVote,
-        operator=True,
-        permission="vote.record",
+    ("POST", "/api/sittings/{sitting_id}/votes"): _operator(
+        "Record a vote result", (201, VoteEvent), "vote.record", path=SittingPath, body=RecordVote
     ),
-    ("POST", "/api/sittings/{sitting_id}/speaker"): Operation(
-        "Set the current speaker",
-        (201, SpeakerEvent),
-        _OPERATOR_ERRORS,
-        SittingPath,
-        body=SetSpeaker,
-        operator=True,
-        permission="speaker.set",
+    ("POST", "/api/sittings/{sitting_id}/speaker"): _operator(
+        "Set the current speaker", (201, SpeakerEvent), "speaker.set", path=SittingPath, body=SetSpeaker
     ),
     ("GET", "/api/bills/{bill_id}"): Operation(
         "A bill: details, stage history, the Senate clock, and every sitting, agenda item, vote and transcript"
@@ -1022,14 +1020,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         path=SegmentPath,
         query=SegmentQuery,
     ),
-    ("PATCH", "/api/segments/{segment_id}"): Operation(
+    ("PATCH", "/api/segments/{segment_id}"): _operator(
         "Correct a segment's text: a new revision, announced as caption.correction",
         (200, SegmentEvent),
-        _OPERATOR_ERRORS,
-        SegmentPath,
+        "caption.correct",
+        path=SegmentPath,
         body=ReviseSegment,
-        operator=True,
-        permission="caption.correct",
     ),
     ("GET", "/api/segments/{segment_id}/revisions"): Operation(
         "Every revision of a segment, the machine draft first",
@@ -1037,23 +1033,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(404, 503),
         path=SegmentPath,
     ),
-    ("POST", "/api/sittings/{sitting_id}/reviewed"): Operation(
+    ("POST", "/api/sittings/{sitting_id}/reviewed"): _operator(
         "Mark the sitting's transcript reviewed, or back to a machine draft",
         (200, ReviewedOut),
-        _OPERATOR_ERRORS,
-        SittingPath,
+        "caption.correct",
+        path=SittingPath,
         body=SetReviewed,
-        operator=True,
-        permission="caption.correct",
     ),
-    ("POST", "/api/bills/{bill_id}"): Operation(
+    ("POST", "/api/bills/{bill_id}"): _operator(
         "Deprecated (use POST /api/bills, PATCH and /stages): create or update a bill's title and free-text status",
         (200, BillEvent),
-        _OPERATOR_ERRORS,
-        BillPath,
+        "bill.stage",
+        path=BillPath,
         body=SetBill,
-        operator=True,
-        permission="bill.stage",
     ),
     ("GET", "/api/bills"): Operation(
         "Bills, most recently changed first, filtered by stage, type, topic, agency and text; paged",
@@ -1061,49 +1053,44 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400, 503),
         query=BillsQuery,
     ),
-    ("POST", "/api/bills"): Operation(
+    ("POST", "/api/bills"): _operator(
         "Create a bill with its details and first stage; announced as bill.status",
         (201, BillChanged),
-        errors=(*_OPERATOR_ERRORS, 409),
+        "bill.stage",
+        also=(409,),
         body=CreateBill,
-        operator=True,
-        permission="bill.stage",
     ),
-    ("PATCH", "/api/bills/{bill_id}"): Operation(
+    ("PATCH", "/api/bills/{bill_id}"): _operator(
         "Change a bill's details (title, short name, type, proposer, topics, agencies); announced as bill.status",
         (200, BillChanged),
-        errors=(*_OPERATOR_ERRORS, 409),
+        "bill.stage",
+        also=(409,),
         path=BillPath,
         body=PatchBill,
-        operator=True,
-        permission="bill.stage",
     ),
-    ("POST", "/api/bills/{bill_id}/stages"): Operation(
+    ("POST", "/api/bills/{bill_id}/stages"): _operator(
         "Record a stage change (validated: 409 with the allowed next stages); announced as bill.status",
         (201, StageChanged),
-        errors=(*_OPERATOR_ERRORS, 409),
+        "bill.stage",
+        also=(409,),
         path=BillPath,
         body=ChangeStage,
-        operator=True,
-        permission="bill.stage",
     ),
-    ("PUT", "/api/bills/{bill_id}/clock"): Operation(
+    ("PUT", "/api/bills/{bill_id}/clock"): _operator(
         "Set the Senate's extension and the Constitutional Court pauses of a bill; announced as bill.clock",
         (200, ClockChanged),
-        (*_OPERATOR_ERRORS, 409),
-        BillPath,
+        "bill.stage",
+        also=(409,),
+        path=BillPath,
         body=SetBillClock,
-        operator=True,
-        permission="bill.stage",
     ),
     ("GET", "/api/sessions"): Operation("The session calendar, in date order", (200, SessionsOut), errors=(503,)),
-    ("POST", "/api/sessions"): Operation(
+    ("POST", "/api/sessions"): _operator(
         "Add a session period (opening and closing days inclusive)",
         (201, SessionCreated),
-        errors=(*_OPERATOR_ERRORS, 409),
+        "bill.stage",
+        also=(409,),
         body=CreateSession,
-        operator=True,
-        permission="bill.stage",
     ),
     ("GET", "/api/channels/{channel}/events"): Operation(
         "Server-Sent Events of a channel; id is the seq; honours Last-Event-ID and ?since=",
@@ -1160,63 +1147,41 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (200, LogoutOut),
         errors=(403,),
     ),
-    ("GET", "/api/staff/me"): Operation(
-        "Who is signed in, their roles and permissions, and the session's CSRF token",
-        (200, MeOut),
-        errors=_STAFF_ERRORS,
-        operator=True,
+    ("GET", "/api/staff/me"): _staff(
+        "Who is signed in, their roles and permissions, and the session's CSRF token", (200, MeOut)
     ),
-    ("GET", "/api/staff/accounts"): Operation(
-        "Every staff account", (200, AccountList), errors=_STAFF_ERRORS, operator=True, permission="account.manage"
+    ("GET", "/api/staff/accounts"): _staff("Every staff account", (200, AccountList), "account.manage"),
+    ("POST", "/api/staff/accounts"): _staff(
+        "Create a staff account", (201, AccountOne), "account.manage", also=(409, 413, 422), body=NewAccount
     ),
-    ("POST", "/api/staff/accounts"): Operation(
-        "Create a staff account",
-        (201, AccountOne),
-        errors=(*_STAFF_ERRORS, 409, 413, 422),
-        body=NewAccount,
-        operator=True,
-        permission="account.manage",
-    ),
-    ("PATCH", "/api/staff/accounts/{account_id}"): Operation(
+    ("PATCH", "/api/staff/accounts/{account_id}"): _staff(
         "Change an account's roles, name, disabled state or password (your own password with current_password)",
         (200, AccountOne),
-        errors=(*_STAFF_ERRORS, 404, 409, 413, 422),
+        also=(404, 409, 413, 422),
         path=AccountPath,
         body=AccountPatch,
-        operator=True,
     ),
-    ("GET", "/api/staff/accounts/{account_id}/tokens"): Operation(
+    ("GET", "/api/staff/accounts/{account_id}/tokens"): _staff(
         "An account's API tokens (prefixes and dates, never the tokens)",
         (200, TokenList),
-        errors=(*_STAFF_ERRORS, 404),
+        also=(404,),
         path=AccountPath,
-        operator=True,
     ),
-    ("POST", "/api/staff/accounts/{account_id}/tokens"): Operation(
+    ("POST", "/api/staff/accounts/{account_id}/tokens"): _staff(
         "A new API token for an account: the token is in this answer only",
         (201, TokenCreated),
-        errors=(*_STAFF_ERRORS, 404, 409, 413, 422),
+        also=(404, 409, 413, 422),
         path=AccountPath,
         body=NewToken,
-        operator=True,
     ),
-    ("DELETE", "/api/staff/tokens/{token_id}"): Operation(
-        "Revoke an API token", (200, TokenOne), errors=(*_STAFF_ERRORS, 404), path=TokenPath, operator=True
+    ("DELETE", "/api/staff/tokens/{token_id}"): _staff(
+        "Revoke an API token", (200, TokenOne), also=(404,), path=TokenPath
     ),
-    ("GET", "/api/staff/audit"): Operation(
-        "The audit log of staff actions, newest first",
-        (200, AuditOut),
-        errors=(400, *_STAFF_ERRORS),
-        query=AuditQuery,
-        operator=True,
-        permission="audit.read",
+    ("GET", "/api/staff/audit"): _staff(
+        "The audit log of staff actions, newest first", (200, AuditOut), "audit.read", also=(400,), query=AuditQuery
     ),
-    ("GET", "/api/staff/feeds"): Operation(
-        "Feed health, caption lag and viewers, for the console",
-        (200, FeedsOut),
-        errors=_STAFF_ERRORS,
-        operator=True,
-        permission="feed.read",
+    ("GET", "/api/staff/feeds"): _staff(
+        "Feed health, caption lag and viewers, for the console", (200, FeedsOut), "feed.read"
     ),
     # ---- the public's messages and their moderators (desk/messages_api.py) ----
     ("POST", "/api/messages"): Operation(
@@ -1233,26 +1198,29 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             429: "Too many messages from this address or for this contact (see Retry-After)",
         },
     ),
-    ("GET", "/api/messages/{code}"): Operation(
-        "The sender's status page as JSON: their message, its history and the answer",
-        (200, MessageStatusOut),
-        errors=(404, 429),
-        path=CodePath,
-        reasons={429: _LOOKUPS},
+    ("GET", "/api/messages/{code}"): _lookup(
+        "The sender's status page as JSON: their message, its history and the answer", (200, MessageStatusOut)
     ),
-    ("DELETE", "/api/messages/{code}"): Operation(
-        "Erase the message and everything of it, attachments and contact data included (PDPA)",
-        (200, ErasedOut),
-        errors=(404, 429),
-        path=CodePath,
-        reasons={429: _LOOKUPS},
+    ("DELETE", "/api/messages/{code}"): _lookup(
+        "Erase the message and everything of it, attachments and contact data included (PDPA)", (200, ErasedOut)
     ),
-    ("GET", "/api/messages/{code}/export"): Operation(
+    ("GET", "/api/messages/{code}/export"): _lookup(
         "Everything stored about the message, contact data included, as a JSON download (PDPA)",
         (200, MessageExportOut),
-        errors=(404, 429),
+    ),
+    ("POST", "/api/messages/{code}/push"): Operation(
+        "Subscribe this browser to Web Push notices of the message's status changes (the status page's button)",
+        (201, MessagePushOut),
+        errors=(404, 409, 413, 422, 429, 503),
         path=CodePath,
-        reasons={429: _LOOKUPS},
+        body=MessagePushIn,
+        reasons={
+            409: "The subscription fits the schema but cannot be used: keys.p256dh is no point on P-256, or the "
+            "endpoint's host does not resolve to public addresses (or is http where only https is allowed)",
+            422: "The body is not a subscription: `field` names what is wrong (e.g. subscription.keys.auth)",
+            429: _LOOKUPS,
+            503: "Web Push is not available on this server",
+        },
     ),
     ("GET", "/api/suggestions"): Operation(
         "Answered suggestions published by moderators, anonymised, newest first",
@@ -1260,61 +1228,51 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400,),
         query=SuggestionsQuery,
     ),
-    ("GET", "/api/staff/messages"): Operation(
+    ("GET", "/api/staff/messages"): _staff(
         "The public's messages for moderators, newest first (never their contact data)",
         (200, MessageList),
-        errors=(400, *_STAFF_ERRORS, 404),
+        "message.read",
+        also=(400, 404),
         query=StaffMessagesQuery,
-        operator=True,
-        permission="message.read",
         reasons={404: "`before` names no message"},
     ),
-    ("GET", "/api/staff/messages/{message_id}"): Operation(
-        "One message with its attachments' metadata",
-        (200, MessageOne),
-        errors=(*_STAFF_ERRORS, 404),
-        path=MessagePath,
-        operator=True,
-        permission="message.read",
+    ("GET", "/api/staff/messages/{message_id}"): _staff(
+        "One message with its attachments' metadata", (200, MessageOne), "message.read", also=(404,), path=MessagePath
     ),
-    ("GET", "/api/staff/messages/{message_id}/contact"): Operation(
+    ("GET", "/api/staff/messages/{message_id}/contact"): _staff(
         "The sender's contact data (each opening is in the audit log)",
         (200, ContactOne),
-        errors=(*_STAFF_ERRORS, 404),
+        "message.contact.read",
+        also=(404,),
         path=MessagePath,
-        operator=True,
-        permission="message.contact.read",
     ),
-    ("POST", "/api/staff/messages/{message_id}/status"): Operation(
+    ("POST", "/api/staff/messages/{message_id}/status"): _staff(
         "Move a message along the workflow (in review, forwarded, answered, closed, spam); the sender is told",
         (200, MessageOne),
-        errors=(*_STAFF_ERRORS, 404, 409, 413, 422),
+        "message.triage",
+        also=(404, 409, 413, 422),
         path=MessagePath,
         body=SetMessageStatus,
-        operator=True,
-        permission="message.triage",
         reasons={409: "The workflow does not allow this change from the message's status"},
     ),
-    ("POST", "/api/staff/messages/{message_id}/assign"): Operation(
+    ("POST", "/api/staff/messages/{message_id}/assign"): _staff(
         "Assign a message to a moderator, or unassign it",
         (200, MessageOne),
-        errors=(*_STAFF_ERRORS, 404, 413, 422),
+        "message.triage",
+        also=(404, 413, 422),
         path=MessagePath,
         body=AssignMessage,
-        operator=True,
-        permission="message.triage",
     ),
-    ("POST", "/api/staff/messages/{message_id}/publish"): Operation(
+    ("POST", "/api/staff/messages/{message_id}/publish"): _staff(
         "Publish an answered suggestion, anonymised, whose sender agreed; or withdraw it",
         (200, MessageOne),
-        errors=(*_STAFF_ERRORS, 404, 409, 413, 422),
+        "message.triage",
+        also=(404, 409, 413, 422),
         path=MessagePath,
         body=PublishMessage,
-        operator=True,
-        permission="message.triage",
         reasons={409: "Only an answered suggestion whose sender agreed may be published"},
     ),
-    ("GET", "/api/staff/messages/{message_id}/attachments/{name}"): Operation(
+    ("GET", "/api/staff/messages/{message_id}/attachments/{name}"): _staff(
         "Download an attachment (Content-Disposition: attachment, never shown inline)",
         (
             200,
@@ -1325,56 +1283,42 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "application/pdf": "a PDF document",
             },
         ),
-        errors=(*_STAFF_ERRORS, 404),
+        "attachment.read",
+        also=(404,),
         path=AttachmentPath,
-        operator=True,
-        permission="attachment.read",
     ),
     # ---- news and publications (desk/news_api.py); the raw-bytes uploads are in docs/api.md ----
     ("GET", "/api/news"): Operation(
         "Published news, newest first; topic narrows", (200, NewsList), errors=(400,), query=NewsQuery
     ),
-    ("POST", "/api/news"): Operation(
+    ("POST", "/api/news"): _staff(
         "Create a news draft (Markdown body, rendered and sanitised)",
         (201, NewsOne),
-        errors=(*_STAFF_ERRORS, 413, 422),
+        "news.write",
+        also=(413, 422),
         body=NewsCreate,
-        operator=True,
-        permission="news.write",
     ),
     ("GET", "/api/news/{slug}"): Operation("A published article", (200, NewsOne), errors=(404,), path=NewsPath),
-    ("PATCH", "/api/news/{slug}"): Operation(
+    ("PATCH", "/api/news/{slug}"): _staff(
         "Edit an article's title, body or topics (the slug stays)",
         (200, NewsOne),
-        errors=(*_STAFF_ERRORS, 404, 413, 422),
+        "news.write",
+        also=(404, 413, 422),
         path=NewsPath,
         body=NewsPatch,
-        operator=True,
-        permission="news.write",
     ),
-    ("POST", "/api/news/{slug}/publish"): Operation(
+    ("POST", "/api/news/{slug}/publish"): _staff(
         "Publish an article: news.published on the news channel",
         (200, NewsPublished),
-        errors=(*_STAFF_ERRORS, 404),
+        "news.publish",
+        also=(404,),
         path=NewsPath,
-        operator=True,
-        permission="news.publish",
     ),
-    ("POST", "/api/news/{slug}/unpublish"): Operation(
-        "Take an article back to a draft",
-        (200, NewsOne),
-        errors=(*_STAFF_ERRORS, 404),
-        path=NewsPath,
-        operator=True,
-        permission="news.publish",
+    ("POST", "/api/news/{slug}/unpublish"): _staff(
+        "Take an article back to a draft", (200, NewsOne), "news.publish", also=(404,), path=NewsPath
     ),
-    ("GET", "/api/staff/news"): Operation(
-        "Every article, drafts included, for editors",
-        (200, NewsList),
-        errors=(400, *_STAFF_ERRORS),
-        query=StaffNewsQuery,
-        operator=True,
-        permission="news.write",
+    ("GET", "/api/staff/news"): _staff(
+        "Every article, drafts included, for editors", (200, NewsList), "news.write", also=(400,), query=StaffNewsQuery
     ),
     ("GET", "/news.atom"): Operation(
         "The Atom feed of published news", (200, {"application/atom+xml": "Atom 1.0, entry ids stable"})
@@ -1385,30 +1329,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400,),
         query=publication_query(QUERY_REGEX, MAX_QUERY_CHARS),
     ),
-    ("POST", "/api/publications"): Operation(
+    ("POST", "/api/publications"): _staff(
         "Add a publication (its PDF follows as the raw body of PUT /api/publications/{id}/file)",
         (201, PublicationOne),
-        errors=(*_STAFF_ERRORS, 413, 422),
+        "document.write",
+        also=(413, 422),
         body=PublicationCreate,
-        operator=True,
-        permission="document.write",
     ),
-    ("POST", "/api/news/{slug}/images"): Operation(
+    ("POST", "/api/news/{slug}/images"): _staff(
         "Upload an image for an article (the raw bytes; PNG, JPEG or WebP, checked from the bytes)",
         (201, ImageCreated),
-        errors=(*_STAFF_ERRORS, 400, 404, 413, 415, 422),
+        "news.write",
+        also=(400, 404, 413, 415, 422),
         path=NewsPath,
-        operator=True,
-        permission="news.write",
         raw={"image/png": "a PNG image", "image/jpeg": "a JPEG image", "image/webp": "a WebP image"},
     ),
-    ("PUT", "/api/publications/{publication_id}/file"): Operation(
+    ("PUT", "/api/publications/{publication_id}/file"): _staff(
         "Upload (or replace) a publication's PDF (the raw bytes, checked from the bytes)",
         (200, PublicationOne),
-        errors=(*_STAFF_ERRORS, 400, 404, 413, 415, 422),
+        "document.write",
+        also=(400, 404, 413, 415, 422),
         path=PublicationPath,
-        operator=True,
-        permission="document.write",
         raw={"application/pdf": "a PDF document"},
     ),
     ("GET", "/api/publications/{publication_id}"): Operation(

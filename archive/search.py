@@ -41,6 +41,7 @@ MAX_GRAMS_PER_TERM = 12
 MAX_COUNTED_HITS = 3
 
 _ZERO_WIDTH = {cp: None for cp in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF)}
+_ZERO_WIDTH_RE = re.compile("[" + "".join(chr(cp) for cp in _ZERO_WIDTH) + "]")
 _DIGITS = {0x0E50 + i: ord("0") + i for i in range(10)}
 _TRANSLATE = {**_ZERO_WIDTH, **_DIGITS}
 # Thai marks are category Mn, which str.isalnum() and \w reject, but they are part of the word.
@@ -96,23 +97,14 @@ def fold_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
     use it only on the handful of texts a page shows.
     """
     nfc = unicodedata.normalize("NFC", text)
-    chars: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    i = 0
-    while i < len(nfc):
-        if nfc.startswith("\u0e4d\u0e32", i):
-            chars.append("\u0e33")
-            starts.append(i)
-            ends.append(i + 2)
-            i += 2
-            continue
-        for out in nfc[i].translate(_TRANSLATE).lower():
-            chars.append(out)
-            starts.append(i)
-            ends.append(i + 1)
-        i += 1
-    pre = "".join(chars)
+    pre = _prefold(nfc)
+    if len(pre) == len(nfc) and not _ZERO_WIDTH_RE.search(nfc) and "\u0e4d\u0e32" not in nfc:
+        # The common case: every character maps to exactly one (digits, case), so only separators move offsets.
+        # The general loop below costs a Python step per character, most of a results page's time.
+        starts = list(range(len(nfc)))
+        ends = list(range(1, len(nfc) + 1))
+    else:
+        pre, starts, ends = _prefold_with_offsets(nfc)
     folded: list[str] = []
     f_starts: list[int] = []
     f_ends: list[int] = []
@@ -131,6 +123,27 @@ def fold_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
     f_ends.extend(ends[pos:])
     # Offsets refer to the NFC text; NFC of stored text (already normalised by the store) is the text itself.
     return "".join(folded), f_starts, f_ends
+
+
+def _prefold_with_offsets(nfc: str) -> tuple[str, list[int], list[int]]:
+    """`_prefold(nfc)` with, for each character, the slice of `nfc` it came from (any character may map to 0–n)."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i = 0
+    while i < len(nfc):
+        if nfc.startswith("\u0e4d\u0e32", i):
+            chars.append("\u0e33")
+            starts.append(i)
+            ends.append(i + 2)
+            i += 2
+            continue
+        for out in nfc[i].translate(_TRANSLATE).lower():
+            chars.append(out)
+            starts.append(i)
+            ends.append(i + 1)
+        i += 1
+    return "".join(chars), starts, ends
 
 
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -35,6 +35,7 @@ follows, so a final is searchable as soon as the write that records it commits (
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ DEFAULT_WINDOW = 5000
 # archive's size: 5,000 cost 65–90 ms at p95 on the benchmark machine, 1,000 a fifth of that. Further candidates
 # are ranked in the next windows (next_cursor), so nothing is lost, only ranked window by window.
 SEGMENT_WINDOW = 1000
+# With filters, an index window walks at most this many windows' worth of candidates (newest first): the filter
+# test costs ~0.4 µs a candidate, so the cap bounds a page at ~15 ms of it whatever the archive's size.
+CANDIDATE_FACTOR = 32
 MAX_LIMIT = 100
 # Sittings are dated as Thai readers know them.
 _BANGKOK = timedelta(hours=7)
@@ -118,6 +122,8 @@ def _terms(folded: str) -> str:
     return " ".join(core.index_terms(folded))
 
 
+# Cached: a bulk load parses the same few sitting times once per segment otherwise.
+@functools.lru_cache(maxsize=4096)
 def _epoch_ms(iso: str) -> int:
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     if moment.tzinfo is None:
@@ -125,6 +131,7 @@ def _epoch_ms(iso: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
 def _day(iso: str) -> str:
     return (datetime.fromtimestamp(_epoch_ms(iso) / 1000, UTC) + _BANGKOK).date().isoformat()
 
@@ -304,27 +311,16 @@ def search(
     if in_scope <= window:
         rows = conn.execute(
             f"SELECT d.doc, d.at, d.folded FROM search_docs d WHERE d.doc <= ? AND {where}", [top, *params]
-        )
+        ).fetchall()
         exhaustive = True
+        lowest = None
     else:
-        match = " AND ".join(f'"{term}"' for term in query.lookup())
-        rows = conn.execute(
-            "SELECT d.doc, d.at, d.folded FROM search_terms f CROSS JOIN search_docs d ON d.doc = f.rowid"
-            f" WHERE search_terms MATCH ? AND f.rowid <= ? AND {where} ORDER BY f.rowid DESC LIMIT ?",
-            [match, top, *params, window],
-        )
-        exhaustive = False
+        rows, exhaustive, lowest = _index_window(conn, query, filters, top, window)
     ranked: list[tuple[tuple[int, int, int], int]] = []
-    lowest = None
-    scanned = 0
     for doc, at, folded in rows:
-        scanned += 1
-        lowest = doc
         s = core.score(query, folded)
         if s is not None:
             ranked.append((core.rank_key(s, at, doc), s))
-    if not exhaustive and scanned < window:
-        exhaustive = True
     ranked.sort()
     if position is not None and position.after is not None:
         after = core.rank_key(*position.after)
@@ -338,6 +334,69 @@ def search(
     else:
         next_cursor = None
     return SearchPage(_hits(conn, query, page), next_cursor, exhaustive)
+
+
+# Equality filters, each tested with a probe of its (column, doc) index, which holds both: a few pages per probe
+# instead of a read of the document's row (its text makes it wide), a third of the cost per candidate.
+_PROBES = (
+    ("sitting", "sitting_id", "search_docs_sitting"),
+    ("speaker", "speaker", "search_docs_speaker"),
+    ("bill", "bill_id", "search_docs_bill"),
+    ("agenda_item", "agenda_item_id", "search_docs_agenda"),
+    ("chamber", "chamber", "search_docs_chamber"),
+)
+
+
+def _probes(filters: SearchFilters) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for attr, column, index in _PROBES:
+        value = getattr(filters, attr)
+        if value is not None:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM search_docs x INDEXED BY {index} WHERE x.{column} = ? AND x.doc = f.rowid)"
+            )
+            params.append(value)
+    if filters.date_from is not None or filters.date_to is not None:
+        clauses.append("EXISTS (SELECT 1 FROM search_docs x WHERE x.doc = f.rowid AND x.day >= ? AND x.day <= ?)")
+        params += [filters.date_from or "", filters.date_to or "9999"]
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _index_window(
+    conn: sqlite3.Connection, query: Query, filters: SearchFilters, top: int, window: int
+) -> tuple[list[Any], bool, int | None]:
+    """The newest `window` candidates at or below `top` holding every lookup term and passing the filters.
+
+    Returns (rows, exhaustive, lowest): `lowest` is the lowest document id this window considered (the next
+    window starts below it). FTS5 yields candidates newest first and stops once the window is full; with filters,
+    at most CANDIDATE_CAP candidates are walked (a common term under a rare filter would otherwise walk its whole
+    posting list), and a window cut short by the cap is not exhaustive.
+    """
+    match = " AND ".join(f'"{term}"' for term in query.lookup())
+    probes, probe_params = _probes(filters)
+    if not probe_params:
+        rows = conn.execute(
+            "SELECT d.doc, d.at, d.folded FROM search_terms f CROSS JOIN search_docs d ON d.doc = f.rowid"
+            " WHERE search_terms MATCH ? AND f.rowid <= ? ORDER BY f.rowid DESC LIMIT ?",
+            [match, top, window],
+        ).fetchall()
+        full = len(rows) == window
+        return rows, not full, rows[-1][0] if full else None
+    capped = "SELECT rowid FROM search_terms WHERE search_terms MATCH ? AND rowid <= ? ORDER BY rowid DESC LIMIT ?"
+    cap = window * CANDIDATE_FACTOR
+    # CROSS JOIN keeps the candidates' order and tests the probes before the row is read.
+    rows = conn.execute(
+        f"SELECT d.doc, d.at, d.folded FROM ({capped}) f CROSS JOIN search_docs d ON d.doc = f.rowid"
+        f" WHERE {probes} LIMIT ?",
+        [match, top, cap, *probe_params, window],
+    ).fetchall()
+    if len(rows) == window:
+        return rows, False, rows[-1][0]
+    walked, lowest = conn.execute(f"SELECT count(*), min(rowid) FROM ({capped})", [match, top, cap]).fetchone()
+    if walked < cap:
+        return rows, True, None
+    return rows, False, lowest
 
 
 def _hits(conn: sqlite3.Connection, query: Query, page: list[tuple[tuple[int, int, int], int]]) -> list[SearchHit]:

@@ -328,9 +328,7 @@ class Store(Protocol):
         """Replace the bill's extension and court pauses; NotFound if unknown."""
         ...
 
-    async def add_session(
-        self, start: str, end: str, kind: str, title: str | None
-    ) -> SessionPeriodRecord:
+    async def add_session(self, start: str, end: str, kind: str, title: str | None) -> SessionPeriodRecord:
         """Record a session period; Conflict when it overlaps one already recorded, ValueError if end < start."""
         ...
 

@@ -11,8 +11,8 @@ returns. Every call runs under the store's timeout, both here (the awaitable is 
 cancel the statement on the server) and on the server (``statement_timeout``), so a hung server or a held lock ends
 in StoreUnavailable rather than a wait without end.
 
-Search: segments are indexed (archive/search_postgres.py, pg_trgm) in the transaction that records or corrects
-them, so a final is searchable as soon as its write returns.
+Search: segments are indexed (archive/search_postgres.py, keyed terms under GIN) in the transaction that records or
+corrects them, so a final is searchable as soon as its write returns.
 
 Schema: ``_MIGRATIONS`` mirrors archive/store_sqlite.py step for step, so a schema version names the same tables on
 both backends. The versions applied are rows of ``schema_version``; ``open`` applies the missing ones, each in its
@@ -270,6 +270,40 @@ _MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         PRIMARY KEY (bill_id, kind, due)
     );
+    """,
+    # 7. Search under the numbered migrations, with keyed terms instead of pg_trgm (archive/search_postgres.py):
+    # `terms` holds each segment's index terms as 32-bit keys, `facets` its filter values and id blocks, under one
+    # GIN index; rows indexed before this get their keys from search_postgres.backfill (at open, before the store
+    # serves), found through search_docs_unkeyed.
+    # IF NOT EXISTS: search_docs was created outside the migrations (by search_postgres.ensure_schema) until now.
+    """
+    CREATE TABLE IF NOT EXISTS search_docs (
+        doc BIGINT PRIMARY KEY,
+        sitting_id TEXT NOT NULL,
+        start_ms BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        day TEXT NOT NULL,
+        chamber TEXT,
+        speaker TEXT,
+        agenda_item_id BIGINT,
+        bill_id TEXT,
+        text TEXT NOT NULL,
+        folded TEXT NOT NULL,
+        terms INTEGER[],
+        facets INTEGER[]
+    );
+    ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS terms INTEGER[];
+    ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS facets INTEGER[];
+    ALTER TABLE search_docs ALTER COLUMN terms SET STATISTICS 1000;
+    DROP INDEX IF EXISTS search_docs_folded_trgm;
+    CREATE INDEX IF NOT EXISTS search_docs_sitting ON search_docs (sitting_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_day ON search_docs (day, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_speaker ON search_docs (speaker, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_bill ON search_docs (bill_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_agenda ON search_docs (agenda_item_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_chamber ON search_docs (chamber, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_keys ON search_docs USING gin (terms, facets);
+    CREATE INDEX IF NOT EXISTS search_docs_unkeyed ON search_docs (doc) WHERE terms IS NULL;
     """,
 )
 

@@ -260,6 +260,32 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bill_id, kind, due)
     );
     """,
+    # 7. Search under the numbered migrations. archive/search_sqlite.py's tables (created by its ensure_schema until
+    # now, which still runs after the migrations and rebuilds the FTS5 terms when their INDEX_VERSION changes);
+    # PostgreSQL's entry 7 changes its search index (pg_trgm to keyed terms), so both backends number one schema.
+    """
+    CREATE TABLE IF NOT EXISTS search_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS search_docs (
+        doc INTEGER PRIMARY KEY,
+        sitting_id TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        day TEXT NOT NULL,
+        chamber TEXT,
+        speaker TEXT,
+        agenda_item_id INTEGER,
+        bill_id TEXT,
+        text TEXT NOT NULL,
+        folded TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS search_docs_sitting ON search_docs (sitting_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_day ON search_docs (day, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_speaker ON search_docs (speaker, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_bill ON search_docs (bill_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_agenda ON search_docs (agenda_item_id, doc);
+    CREATE INDEX IF NOT EXISTS search_docs_chamber ON search_docs (chamber, doc);
+    CREATE VIRTUAL TABLE IF NOT EXISTS search_terms USING fts5(terms, content='', detail=none, tokenize='ascii');
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -17,6 +17,13 @@ time, in chunks like the live source's. Reported:
   offline `WhisperModel.transcribe` (default settings: beam 5, temperature fallback) against the
   manifest's reference text. Thai: spaces and punctuation ignored.
 * captions over silence: captions whose time span lies entirely in the silence between clips.
+
+`--virtual` replays the stream on a virtual clock instead of in real time (development aid for
+commit rules, not a latency measurement): the same chunks, VAD and `EngineCore`, the real model
+for every pass, but each pass is taken to cost `a + b * window seconds` (`--pass-cost a,b`,
+default 0.15,0.12: the quiet 2-vCPU box) times a random factor (log-normal, sigma 0.25, seeded by
+the run number), so results do not depend on the machine's load and runs differ only by pass
+timing. Whatever it suggests must be confirmed by a real-time run.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -36,10 +44,11 @@ from faster_whisper import decode_audio
 from pythainlp.tokenize import word_tokenize
 
 from transcribe.engine import Caption, CaptionEngine, EngineConfig, EngineStats
+from transcribe.engine_core import EngineCore
 from transcribe.model import ModelSettings, SharedModel, load_model
 from transcribe.policy import PolicyConfig
 from transcribe.text import TimedPiece, Unit, clean, join_text, segment_units, unit_key
-from transcribe.vad import VadConfig
+from transcribe.vad import StreamingVad, VadConfig
 
 SAMPLE_RATE = 16_000
 T = TypeVar("T")
@@ -170,6 +179,84 @@ async def play(
     return events, engine.stats()
 
 
+async def play_virtual(
+    model: SharedModel,
+    lang: str,
+    audio: np.ndarray,
+    chunk_s: float,
+    overrides: list[str],
+    vocabulary: list[str],
+    *,
+    seed: int,
+    pass_cost: tuple[float, float],
+) -> tuple[list, EngineStats]:
+    """Like `play`, on a virtual clock: a pass costs `a + b * window` seconds times a seeded
+    random factor (see module docstring); chunks arrive at their media end time."""
+    rng = random.Random(seed)
+    vad_config = with_overrides(VadConfig(), overrides)
+    core = EngineCore(
+        language=lang,
+        segment_prefix=f"{lang}-",
+        config=with_overrides(EngineConfig(), overrides),
+        vad_config=vad_config,
+        policy_config=with_overrides(PolicyConfig(), overrides),
+    )
+    core.set_vocabulary(vocabulary)
+    step = int(chunk_s * SAMPLE_RATE)
+    starts = list(range(0, len(audio), step))
+    events: list[tuple[float, Caption]] = []
+    vad: StreamingVad | None = None
+    now = 0.0
+    fed = 0
+
+    def feed_until(t: float) -> None:
+        nonlocal fed, vad
+        while fed < len(starts) and min(starts[fed] + step, len(audio)) / SAMPLE_RATE <= t + 1e-9:
+            chunk = audio[starts[fed] : starts[fed] + step]
+            placement = core.place(chunk, starts[fed] / SAMPLE_RATE)
+            if placement.restart:
+                core.restart(starts[fed] / SAMPLE_RATE)
+                vad = StreamingVad(vad_config, origin=starts[fed] / SAMPLE_RATE)
+            assert vad is not None
+            vad.accept(placement.samples)
+            core.append(placement.samples)
+            core.observe_vad(vad.take_closed(), vad.ongoing, vad.processed_until)
+            fed += 1
+
+    async def drain() -> None:
+        nonlocal now
+        while True:
+            request = core.next_request()
+            events.extend((now, c) for c in core.take_captions())
+            if request is None:
+                return
+            transcript = await model.transcribe(
+                request.audio,
+                language=request.language,
+                initial_prompt=request.initial_prompt,
+                hotwords=request.hotwords,
+                prefix=request.prefix,
+                beam_size=request.beam_size,
+                max_new_tokens=request.max_new_tokens,
+            )
+            a, b = pass_cost
+            cost = (a + b * (request.end - request.start)) * rng.lognormvariate(0.0, 0.25)
+            now += cost
+            core.complete(request, dataclasses.replace(transcript, compute_s=cost))
+            events.extend((now, c) for c in core.take_captions())
+            # Audio that arrived during the pass is there for the next one.
+            feed_until(now)
+
+    while fed < len(starts):
+        now = max(now, min(starts[fed] + step, len(audio)) / SAMPLE_RATE)
+        feed_until(now)
+        await drain()
+    assert vad is not None
+    core.end_stream(vad.close())
+    await drain()
+    return events, core.stats()
+
+
 def offline(model: SharedModel, clips: list[Clip]) -> tuple[list[Unit], dict[Path, str], float]:
     """Offline whisper on each clip: timed reference words (stream times), texts, compute seconds."""
     units: list[Unit] = []
@@ -180,9 +267,7 @@ def offline(model: SharedModel, clips: list[Clip]) -> tuple[list[Unit], dict[Pat
         segments = list(segments)
         texts[clip.path] = clean(" ".join(s.text for s in segments))
         pieces = [
-            TimedPiece(w.word, clip.offset + w.start, clip.offset + w.end)
-            for s in segments
-            for w in (s.words or [])
+            TimedPiece(w.word, clip.offset + w.start, clip.offset + w.end) for s in segments for w in (s.words or [])
         ]
         units.extend(segment_units(pieces))
     return units, texts, time.perf_counter() - started
@@ -251,9 +336,7 @@ def report(results: list[StreamResult], chunk_s: float, model: SharedModel) -> d
             finals_only, anything = displays(events)
             ends = [u.end for u in units]
             timed += len(units)
-            lat_f += [
-                t - e for t, e in zip(first_seen(units, finals_only), ends, strict=True) if t is not None
-            ]
+            lat_f += [t - e for t, e in zip(first_seen(units, finals_only), ends, strict=True) if t is not None]
             lat_p += [t - e for t, e in zip(first_seen(units, anything), ends, strict=True) if t is not None]
         final_lat += lat_f
         partial_lat += lat_p
@@ -325,9 +408,7 @@ def report(results: list[StreamResult], chunk_s: float, model: SharedModel) -> d
 
 def print_table(summary: dict) -> None:
     """Human-readable summary (markdown)."""
-    print(
-        f"chunk {summary['chunk_s']} s, {summary['cpu_threads']} CPU threads, model {summary['model_dir']}\n"
-    )
+    print(f"chunk {summary['chunk_s']} s, {summary['cpu_threads']} CPU threads, model {summary['model_dir']}\n")
     print("| metric | all | " + " | ".join(summary["languages"]) + " |")
     print("|---|---|" + "---|" * len(summary["languages"]))
     rows = [
@@ -345,13 +426,9 @@ def print_table(summary: dict) -> None:
     ]
     for label, key in rows:
         cells = [summary.get(key, "")] + [lang.get(key, "") for lang in summary["languages"].values()]
-        print(
-            f"| {label} | " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells) + " |"
-        )
+        print(f"| {label} | " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells) + " |")
     for lang, data in summary["languages"].items():
-        print(
-            f"\n{lang}: engine {data['engine']}, {data['words_seen_final']}/{data['timed_words']} timed words"
-        )
+        print(f"\n{lang}: engine {data['engine']}, {data['words_seen_final']}/{data['timed_words']} timed words")
         print(
             f"{lang}: {data['passes_per_speech_s']:.2f} passes and {data['decoded_per_speech_s']:.2f} s decoded per "
             f"second of speech, {data['mean_pass_s']:.3f} s per pass"
@@ -395,13 +472,18 @@ async def run(args: argparse.Namespace) -> dict:
             groups = {lang: clips for lang, clips in groups.items() if lang in args.lang}
         offline_runs = {lang: offline(model, clips) for lang, clips in groups.items()}
         summaries = []
-        for _ in range(args.runs):
+        for run_index in range(args.runs):
             results = []
             for lang, clips in groups.items():
                 audio = stream_audio(clips, tail=args.gap)
                 result = StreamResult(lang, clips, len(audio) / SAMPLE_RATE)
                 vocabulary = args.vocabulary if lang == "th" else []
-                result.events, result.stats = await play(model, lang, audio, args.chunk, args.set, vocabulary)
+                if args.virtual:
+                    result.events, result.stats = await play_virtual(
+                        model, lang, audio, args.chunk, args.set, vocabulary, seed=run_index, pass_cost=args.pass_cost
+                    )
+                else:
+                    result.events, result.stats = await play(model, lang, audio, args.chunk, args.set, vocabulary)
                 result.reference_units, result.offline_text, result.offline_compute_s = offline_runs[lang]
                 results.append(result)
             summaries.append(report(results, args.chunk, model))
@@ -409,8 +491,15 @@ async def run(args: argparse.Namespace) -> dict:
         key = "final_latency_p50"
         ranked = sorted(summaries, key=lambda s: s["languages"].get("th", s)[key])
         summary = ranked[len(ranked) // 2]
+        # Each run's streamed text per clip too: which words a run got wrong is what tells runs apart.
         summary["runs"] = [
-            {lang: {k: data[k] for k in (*HEADLINE, "stream_cer")} for lang, data in s["languages"].items()}
+            {
+                lang: {
+                    **{k: data[k] for k in (*HEADLINE, "stream_cer")},
+                    "streamed": [row["stream"] for row in data["clips"]],
+                }
+                for lang, data in s["languages"].items()
+            }
             for s in summaries
         ]
         summary["median"] = {
@@ -426,9 +515,7 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--chunk", type=float, default=0.5, help="seconds per fed chunk (the live source's)")
     parser.add_argument("--gap", type=float, default=2.0, help="seconds of silence between clips")
@@ -441,8 +528,15 @@ def main() -> None:
     parser.add_argument(
         "--vocabulary", action="append", default=[], help="agenda term given to the Thai engine (repeatable)"
     )
+    parser.add_argument("--set", action="append", default=[], help="EngineConfig override, e.g. min_step_s=0.5")
     parser.add_argument(
-        "--set", action="append", default=[], help="EngineConfig override, e.g. min_step_s=0.5"
+        "--virtual", action="store_true", help="virtual clock with modelled pass cost (see above), not real time"
+    )
+    parser.add_argument(
+        "--pass-cost",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=(0.15, 0.12),
+        help="with --virtual: a,b of the pass cost a + b * window seconds",
     )
     args = parser.parse_args()
     summary = asyncio.run(run(args))

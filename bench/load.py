@@ -8,7 +8,8 @@ What it runs (everything private to the run, removed at the end):
 3. ``server.py --workers N`` (default 2) with ``MAX_CONNECTIONS_PER_IP=0``; the operator creates one live sitting;
 4. ``--procs`` client processes (default 8), each opening its share of ``--clients`` WebSocket connections from its
    own source address (127.0.0.2, 127.0.0.3, … so no address needs more than its share of ephemeral ports), each
-   connection subscribing to the sitting's channel;
+   connection subscribing to the sitting's channel; the viewers are ``bench/load_clients.py``'s, ``--client lean``
+   (default), ``websockets`` (the library's client) or ``both`` (alternate processes, so one run shows both costs);
 5. ``--rounds`` publishing windows (default 3) of ``--duration`` s at ``--rate`` events/s (default 3) of ``speaker``
    events whose ``role`` carries the publication number and the wall-clock time at sending. ``--via broker``
    (default) publishes them from the bench with the service's ``RedisBroker.publish`` (the Lua script every
@@ -19,24 +20,26 @@ Per round it reports: events published (and the POST statuses), delivered / expe
 end-to-end latency (sent -> frame handled by the client process) p50/p95/p99/max, the fan-out part alone (the
 envelope's ``ts``, stamped when the broker publishes, -> client; ms resolution), per-connection gaps and
 duplicates (checked on ``seq``), connections the server closed, the server's CPU (parent + workers, % of one core)
-and RSS, and the 1-min load average. Undelivered events count as later than ``--grace`` in the percentiles.
+and RSS, and the 1-min load average; the CPU split of the whole box (each worker, the clients per kind, Redis,
+PostgreSQL, this process, softirqs, the rest) and µs per delivered frame of the workers and of each client kind;
+and ``--probe-rate`` operator POSTs/s (default 1) to a sitting nobody watches, timed, with ``--probe-baseline`` s of
+the same before the first round (viewers connected, no events) as the reference. Undelivered events count as later
+than ``--grace`` in the percentiles.
 
     .venv/bin/python bench/load.py                           # quick: 2,000 clients, 3 rounds of 20 s
     .venv/bin/python bench/load.py --clients 20000 --procs 8 --json /tmp/load.json
 
-Loopback only. The clients are lean asyncio protocols (a minimal frame parser, as in ``bench/fanout.py``).
+Loopback only. What the lean client implements of RFC 6455, and why it is a fair stand-in: ``load_clients.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -45,10 +48,8 @@ import sys
 import tempfile
 import time
 import uuid
-from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -57,8 +58,12 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_clients import KINDS, client_process, raise_nofile  # noqa: E402  (bench/ on the path, as for faults.py)
+
 SITTING = "bench-load"
 CHANNEL = f"sitting:{SITTING}"
+PROBE = "bench-load-probe"  # a sitting nobody watches: the operator POSTs that time the operator path
 TOKEN = "bench-load-operator-token"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Thai speaker names, as the operator console sends them.
@@ -66,15 +71,6 @@ NAMES = ["นายมงคล สุระสัจจะ", "นางสา�
 
 
 # -- processes shared with bench/faults.py -------------------------------------------------------------------------
-
-
-def raise_nofile() -> int:
-    """Raise this process's open-file limit to its hard limit (20,000 sockets need more than the usual 1,024)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def die_with_parent() -> None:
@@ -251,241 +247,6 @@ class Server:
         self._log.close()
 
 
-# -- lean WebSocket viewers (run in the client processes) ----------------------------------------------------------
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked frame, as clients must send them."""
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    k = int.from_bytes((key * (n // 4 + 1))[:n], "big") if n else 0
-    masked = (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big") if n else b""
-    return header + key + masked
-
-
-# Process-wide tallies of one client process.
-LATENCY = array("d")  # seconds from the operator's POST, one per bench event received (this round)
-FANOUT = array("d")  # seconds from the event's ``ts`` (set when the broker publishes it) to its receipt
-EVENT_K = array("i")  # the publication number of each
-TALLY = {"gaps": 0, "missing_seqs": 0, "dups": 0, "closed_by_server": 0, "lost": 0, "pings": 0, "errors": 0}
-CLOSE_CODES: dict[int, int] = {}
-ROUND = {"k0": 0}  # the first publication of the current round: later frames of earlier ones are "late"
-
-
-class Viewer(asyncio.Protocol):
-    """Handshake, ``subscribe``, then every frame parsed: bench events timed, seq continuity checked, pings answered."""
-
-    __slots__ = ("transport", "buf", "open", "subscribed", "last_seq", "count", "request", "sub_frame")
-
-    def __init__(self, port: int, subscribed: asyncio.Future[None]) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.open = False
-        self.subscribed = subscribed
-        self.last_seq = 0
-        self.count = 0  # bench events this round
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.request = (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-        self.sub_frame = client_frame(0x1, json.dumps({"op": "subscribe", "channel": CHANNEL}).encode())
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.subscribed.done():
-            self.subscribed.set_exception(ConnectionError(f"lost before subscribed: {exc}"))
-        else:
-            TALLY["lost"] += 1
-        self.transport = None
-
-    def _event(self, payload: bytes, now: float) -> None:
-        i = payload.find(b'"seq":')
-        if i >= 0:
-            seq = int(payload[i + 6 : payload.index(b",", i)])
-            if self.last_seq:
-                if seq <= self.last_seq:
-                    TALLY["dups"] += 1
-                    return
-                if seq != self.last_seq + 1:
-                    TALLY["gaps"] += 1
-                    TALLY["missing_seqs"] += seq - self.last_seq - 1
-            self.last_seq = seq
-        j = payload.find(b'"role":"bench ')
-        if j >= 0:
-            k, sent = payload[j + 14 : payload.index(b'"', j + 14)].split(b" ")
-            LATENCY.append(now - float(sent))
-            t = payload.find(b'"ts":"')
-            if t >= 0:
-                ts = payload[t + 6 : payload.index(b'"', t + 6)].decode()
-                FANOUT.append(now - datetime.fromisoformat(ts).timestamp())
-            EVENT_K.append(int(k))
-            if int(k) >= ROUND["k0"]:
-                self.count += 1
-
-    def data_received(self, data: bytes) -> None:
-        if self.buf:
-            data, self.buf = self.buf + data, b""
-        transport = self.transport
-        if transport is None:
-            return
-        if not self.open:
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                self.buf = data
-                return
-            if not data.startswith(b"HTTP/1.1 101"):
-                if not self.subscribed.done():
-                    self.subscribed.set_exception(ConnectionError(data[: data.find(b"\r\n")].decode("latin-1")))
-                transport.close()
-                return
-            self.open = True
-            transport.write(self.sub_frame)
-            data = data[end + 4 :]
-        now = time.time()
-        pos, n = 0, len(data)
-        while n - pos >= 2:
-            length = data[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            end = pos + head + length
-            if end > n:
-                break
-            opcode = data[pos] & 0x0F
-            payload = data[pos + head : end]
-            pos = end
-            if opcode == 0x1:
-                if payload.startswith(b'{"op"'):
-                    if b'"subscribed"' in payload[:24] and not self.subscribed.done():
-                        self.subscribed.set_result(None)
-                    elif b'"error"' in payload[:24]:
-                        TALLY["errors"] += 1
-                    continue
-                self._event(payload, now)
-            elif opcode == 0x9:
-                TALLY["pings"] += 1
-                transport.write(client_frame(0xA, payload))
-            elif opcode == 0x8:
-                TALLY["closed_by_server"] += 1
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                CLOSE_CODES[code] = CLOSE_CODES.get(code, 0) + 1
-                transport.close()
-                return
-        if pos < n:
-            self.buf = data[pos:]
-
-
-async def _wait_pipe(pipe: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    parent = os.getppid()
-    while not pipe.poll():
-        if time.monotonic() > deadline or os.getppid() != parent:
-            raise TimeoutError("no word from the bench")
-        await asyncio.sleep(0.02)
-    return pipe.recv()
-
-
-async def _clients(pipe: Any, port: int, source: str, n: int, concurrency: int, connect_timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    viewers: list[Viewer] = []
-    errors: dict[str, int] = {}
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        async with sem:
-            subscribed: asyncio.Future[None] = loop.create_future()
-            try:
-                transport, viewer = await asyncio.wait_for(
-                    loop.create_connection(lambda: Viewer(port, subscribed), "127.0.0.1", port, local_addr=(source, 0)),
-                    30,
-                )
-                try:
-                    await asyncio.wait_for(subscribed, 60)
-                except BaseException:
-                    transport.abort()
-                    raise
-                viewers.append(viewer)
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                key = f"{type(exc).__name__}: {exc}"[:100]
-                errors[key] = errors.get(key, 0) + 1
-
-    started = time.monotonic()
-    tasks = [asyncio.create_task(one()) for _ in range(n)]
-    _, pending = await asyncio.wait(tasks, timeout=connect_timeout)
-    for task in pending:
-        task.cancel()
-    if pending:
-        errors["connect phase timed out"] = len(pending)
-    pipe.send(("ready", len(viewers), errors, time.monotonic() - started))
-    cpu0 = time.process_time()
-    while True:
-        try:
-            msg = await _wait_pipe(pipe, 3600)
-        except TimeoutError:
-            break
-        if msg[0] == "begin":
-            ROUND["k0"] = msg[1]
-            del LATENCY[:], EVENT_K[:], FANOUT[:]
-            for v in viewers:
-                v.count = 0
-            cpu0 = time.process_time()
-            pipe.send(("begun",))
-            continue
-        if msg[0] != "collect":
-            break
-        _, want, deadline = msg
-        # Bounded by the wall-clock deadline the bench set, even if frames are still missing.
-        while time.time() < deadline and any(v.count < want for v in viewers):
-            await asyncio.sleep(0.05)
-        counts = [v.count for v in viewers]
-        pipe.send(
-            (
-                "round",
-                {
-                    **TALLY,
-                    "connected_now": sum(1 for v in viewers if v.transport is not None),
-                    "close_codes": dict(CLOSE_CODES),
-                    "short": sum(1 for c in counts if c < want),
-                    "received": sum(counts),
-                    "latency": LATENCY.tobytes(),
-                    "fanout": FANOUT.tobytes(),
-                    "event_k": EVENT_K.tobytes(),
-                    "cpu_s": time.process_time() - cpu0,
-                },
-            )
-        )
-    for v in viewers:
-        if v.transport is not None:
-            v.transport.abort()
-    await asyncio.sleep(0.1)
-
-
-def client_process(pipe: Any, port: int, source: str, n: int, concurrency: int, connect_timeout: float) -> None:
-    raise_nofile()
-    try:
-        import uvloop
-
-        factory: Any = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_clients(pipe, port, source, n, concurrency, connect_timeout))
-
-
 # -- the run --------------------------------------------------------------------------------------------------------
 
 
@@ -514,11 +275,101 @@ class Round:
     lost: int = 0
     server_cpu_pct: float = 0.0
     client_cpu_pct: float = 0.0
+    # Where the box's CPU went over the round, % of one core: server parent and each worker, client processes
+    # per kind, the private Redis, PostgreSQL, this bench process, and everything else on the box (the soak,
+    # other people's work); from /proc/<pid>/stat and /proc/stat.
+    cpu: dict[str, Any] = field(default_factory=dict)
+    # µs of CPU per delivered frame: the server's workers, and each client kind's processes.
+    server_us_per_frame: float | None = None
+    client_us_per_frame: dict[str, float] = field(default_factory=dict)
+    delivered_by_kind: dict[str, int] = field(default_factory=dict)
+    # Operator POSTs to a sitting nobody watches, made during the round on fresh connections (so both workers
+    # get some): what an operator waits for while the fan-out runs.
+    probe_statuses: dict[str, int] = field(default_factory=dict)
+    probe_p50_ms: float | None = None
+    probe_p95_ms: float | None = None
+    probe_max_ms: float | None = None
     server_rss_mib: float = 0.0
     worker_rss_mib: list[float] = field(default_factory=list)
     load: str = ""
     uptime: str = ""
     worst_events: list[list[float]] = field(default_factory=list)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pid_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def box_busy_s() -> tuple[float, float]:
+    """CPU seconds the whole box spent busy (all cores; not idle, not waiting for I/O) since boot, and the part of
+    it in interrupts and softirqs, which no process is charged for (loopback TCP's receive path runs there)."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(parts[:8]) - parts[3] - parts[4]) / CLK_TCK, (parts[5] + parts[6]) / CLK_TCK
+
+
+def postgres_pids() -> list[int]:
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            out.append(proc.pid)
+    return out
+
+
+class CpuSampler:
+    """CPU seconds of every process the bench knows, and of the box, at one moment; ``since`` gives the split."""
+
+    def __init__(self, server: Server, redis_pid: int | None, clients: dict[int, str]) -> None:
+        self.server, self.redis_pid, self.clients = server, redis_pid, clients
+
+    def sample(self) -> dict[str, Any]:
+        pids = self.server.pids()
+        return {
+            "t": time.monotonic(),
+            "box": box_busy_s(),
+            "server_parent": pid_cpu_s(pids[0]) if pids else 0.0,
+            "workers": {pid: pid_cpu_s(pid) for pid in pids[1:]},
+            "clients": {pid: pid_cpu_s(pid) for pid in self.clients},
+            "redis": pid_cpu_s(self.redis_pid) if self.redis_pid else 0.0,
+            "postgres": {pid: pid_cpu_s(pid) for pid in postgres_pids()},
+            "bench": pid_cpu_s(os.getpid()),
+        }
+
+    def since(self, a: dict[str, Any]) -> dict[str, Any]:
+        b = self.sample()
+        window = b["t"] - a["t"]
+
+        def pct(x: float) -> float:
+            return round(x / window * 100, 1)
+
+        workers = [pct(b["workers"][pid] - a["workers"].get(pid, 0.0)) for pid in b["workers"]]
+        clients: dict[str, float] = {}
+        for pid, kind in self.clients.items():
+            clients[kind] = clients.get(kind, 0.0) + b["clients"].get(pid, 0.0) - a["clients"].get(pid, 0.0)
+        postgres = sum(v - a["postgres"].get(pid, v) for pid, v in b["postgres"].items())
+        parts: dict[str, Any] = {
+            "server_parent": pct(b["server_parent"] - a["server_parent"]),
+            "workers": workers,
+            "clients": {kind: pct(v) for kind, v in clients.items()},
+            "redis": pct(b["redis"] - a["redis"]),
+            "postgres": pct(postgres),
+            "bench": pct(b["bench"] - a["bench"]),
+        }
+        box = pct(b["box"][0] - a["box"][0])
+        parts["softirq"] = pct(b["box"][1] - a["box"][1])
+        known = (parts["server_parent"] + sum(workers) + sum(parts["clients"].values()) + parts["redis"]
+                 + parts["postgres"] + parts["bench"] + parts["softirq"])  # fmt: skip
+        return {**parts, "other": round(box - known, 1), "box": box, "window_s": round(window, 1)}
 
 
 def quantiles(lat_s: Any, expected: int, grace: float) -> tuple[list[float | None], bool]:
@@ -579,6 +430,44 @@ async def publish_round(
     return taken, statuses, post_ms
 
 
+async def probe_round(url: str, rate: float, duration: float) -> tuple[dict[str, int], list[float]]:
+    """Operator POSTs (a speaker on the probe sitting) at ``rate``/s for ``duration`` s, each on a new connection
+    so the kernel hands them to either worker; returns the statuses and each POST's time to answer (ms)."""
+    import httpx
+
+    statuses: dict[str, int] = {}
+    took: list[float] = []
+    if rate <= 0:
+        return statuses, took
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    limits = httpx.Limits(max_keepalive_connections=0)
+
+    async def one(i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as http:
+                r = await http.post(
+                    f"/api/sittings/{PROBE}/speaker",
+                    json={"name": NAMES[i % len(NAMES)], "role": f"probe {i}"},
+                    timeout=60,
+                )
+            key = str(r.status_code)
+        except Exception as exc:  # noqa: BLE001 - every failure is a row in the report
+            key = type(exc).__name__
+        took.append((time.perf_counter() - t0) * 1000)
+        statuses[key] = statuses.get(key, 0) + 1
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(int(rate * duration)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return statuses, took
+
+
 async def run(args: argparse.Namespace) -> list[Round]:
     import httpx
     import numpy as np
@@ -612,6 +501,9 @@ async def run(args: argparse.Namespace) -> list[Round]:
                     assert r.status_code == 201, r.text
                     r = await http.post(f"/api/sittings/{SITTING}/status", json={"status": "live"})
                     assert r.status_code == 200, r.text
+                    r = await http.post("/api/sittings", json={"id": PROBE, "title": "การประชุมวุฒิสภา (probe)",
+                                                               "chamber": "senate"})  # fmt: skip
+                    assert r.status_code == 201, r.text
                     await asyncio.sleep(1)
                     rss_idle = sum(server.rss_kib().values())
                     print(f"# server up: workers {server.workers()}, idle RSS {rss_idle / 1024:.0f} MiB; "
@@ -620,18 +512,22 @@ async def run(args: argparse.Namespace) -> list[Round]:
                     ctx = mp.get_context("spawn")
                     share = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0)
                              for i in range(args.procs)]  # fmt: skip
+                    kinds = [KINDS[i % 2] if args.client == "both" else args.client for i in range(args.procs)]
                     t0 = time.monotonic()
                     for i, n in enumerate(share):
                         parent_end, child_end = ctx.Pipe()
                         p = ctx.Process(
                             target=client_process,
-                            args=(child_end, server.port, f"127.0.0.{2 + i}", n, args.connect_concurrency,
-                                  args.connect_timeout),
+                            args=(child_end, kinds[i], CHANNEL, server.port, f"127.0.0.{2 + i}", n,
+                                  args.connect_concurrency, args.connect_timeout),
                             daemon=True,
                         )  # fmt: skip
                         p.start()
                         procs.append(p)
                         pipes.append(parent_end)
+                    sampler = CpuSampler(server, redis.proc.pid if redis.proc else None,
+                                         {p.pid: kinds[i] for i, p in enumerate(procs)})  # fmt: skip
+                    connect_cpu = sampler.sample()
                     connected = 0
                     errors: dict[str, int] = {}
                     for pipe in pipes:
@@ -642,6 +538,7 @@ async def run(args: argparse.Namespace) -> list[Round]:
                         for key, v in errs.items():
                             errors[key] = errors.get(key, 0) + v
                     connect_s = time.monotonic() - t0
+                    connect_split = sampler.since(connect_cpu)
                     await asyncio.sleep(2)
                     rss_conn = sum(server.rss_kib().values())
                     per_conn = (rss_conn - rss_idle) / max(connected, 1)
@@ -653,12 +550,21 @@ async def run(args: argparse.Namespace) -> list[Round]:
                             fds[pid] = psutil.Process(pid).num_fds()
                     print(f"# {connected}/{args.clients} connected in {connect_s:.1f} s; errors {errors}; "
                           f"RSS {rss_conn / 1024:.0f} MiB ({per_conn:.1f} KiB/conn); worker fds {fds}; "
+                          f"CPU % of one core during the connect phase {json.dumps(connect_split)}; "
                           f"{uptime()}", file=sys.stderr, flush=True)  # fmt: skip
 
+                    if args.probe_rate > 0 and args.probe_baseline > 0:
+                        # The reference for the operator probe, measured in the same run: every viewer connected,
+                        # no event published, so only the fan-out is missing.
+                        quiet_statuses, quiet_ms = await probe_round(server.url, args.probe_rate, args.probe_baseline)
+                        print(f"# operator probe with no fan-out: p50 {np.percentile(quiet_ms, 50):.0f} ms, "
+                              f"p95 {np.percentile(quiet_ms, 95):.0f} ms, max {max(quiet_ms):.0f} ms "
+                              f"{quiet_statuses}; load {loadavg()}", file=sys.stderr, flush=True)  # fmt: skip
                     k = 0
                     for rnd in range(1, args.rounds + 1):
                         res = Round(rnd, args.clients, connected, load=loadavg(), uptime=uptime())
                         cpu0, w0 = server.cpu_s(), time.monotonic()
+                        split0 = sampler.sample()
                         for pipe in pipes:
                             pipe.send(("begin", k))
                         for pipe in pipes:  # every client process must have reset before the first event
@@ -666,7 +572,15 @@ async def run(args: argparse.Namespace) -> list[Round]:
                                 await asyncio.sleep(0)
                             pipe.recv()
                         k0 = k
-                        taken, statuses, post_ms = await publish_round(http, broker, args.rate, args.duration, k)
+                        (taken, statuses, post_ms), (probe_statuses, probe_ms) = await asyncio.gather(
+                            publish_round(http, broker, args.rate, args.duration, k),
+                            probe_round(server.url, args.probe_rate, args.duration),
+                        )
+                        res.probe_statuses = probe_statuses
+                        if probe_ms:
+                            res.probe_p50_ms = float(np.percentile(probe_ms, 50))
+                            res.probe_p95_ms = float(np.percentile(probe_ms, 95))
+                            res.probe_max_ms = float(max(probe_ms))
                         k += int(args.rate * args.duration)
                         res.post_statuses = statuses
                         res.post_p95_ms = float(np.percentile(post_ms, 95)) if post_ms else None
@@ -683,6 +597,8 @@ async def run(args: argparse.Namespace) -> list[Round]:
                         window = time.monotonic() - w0
                         res.server_cpu_pct = (server.cpu_s() - cpu0) / window * 100
                         res.client_cpu_pct = sum(s["cpu_s"] for s in stats) / window * 100
+                        res.cpu = sampler.since(split0)
+                        worker_s = sum(res.cpu["workers"]) / 100 * res.cpu["window_s"]
                         rss = server.rss_kib()
                         res.server_rss_mib = sum(rss.values()) / 1024
                         res.worker_rss_mib = [round(v / 1024, 1) for pid, v in rss.items() if pid != server.proc.pid]
@@ -699,6 +615,16 @@ async def run(args: argparse.Namespace) -> list[Round]:
                             res.fanout_p50_ms = float(np.percentile(fan, 50) * 1000)
                             res.fanout_p99_ms = float(np.percentile(fan, 99) * 1000)
                         res.delivered = len(lat)
+                        if res.delivered:
+                            res.server_us_per_frame = round(worker_s / res.delivered * 1e6, 2)
+                        for s_ in stats:
+                            kind = s_["kind"]
+                            got = len(s_["latency"]) // 8
+                            res.delivered_by_kind[kind] = res.delivered_by_kind.get(kind, 0) + got
+                            res.client_us_per_frame[kind] = res.client_us_per_frame.get(kind, 0.0) + s_["cpu_s"]
+                        for kind, cpu_s in res.client_us_per_frame.items():
+                            n_kind = res.delivered_by_kind[kind]
+                            res.client_us_per_frame[kind] = round(cpu_s / n_kind * 1e6, 2) if n_kind else 0.0
                         res.short_connections = sum(s["short"] for s in stats)
                         (res.p50_ms, res.p95_ms, res.p99_ms), res.lower_bound = quantiles(lat, res.expected,
                                                                                           args.grace)  # fmt: skip
@@ -748,9 +674,10 @@ def fmt(v: float | None, spec: str = ".0f") -> str:
 def table(rounds: list[Round], grace: float) -> str:
     rows = [
         "| round | clients (connected) | events | delivered / expected | p50 ms | p95 ms | p99 ms | max ms "
-        "| fan-out p50 / p99 ms | POST p95 ms (statuses) | gaps / dups | closed | server CPU % "
-        "| server RSS MiB (workers) | client CPU % | load (1-min) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|---:|---|",
+        "| fan-out p50 / p99 ms | POST p95 ms (statuses) | operator probe p50 / p95 / max ms | gaps / dups | closed "
+        "| server CPU % (workers) | server µs/frame | server RSS MiB (workers) | client CPU % | client µs/frame "
+        "| other CPU % | load (1-min) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|---|---:|---|---:|---|",
     ]
     for r in rounds:
         p99 = f"> {grace * 1000:.0f}" if r.lower_bound else fmt(r.p99_ms)
@@ -759,9 +686,13 @@ def table(rounds: list[Round], grace: float) -> str:
             f"| {r.round} | {r.clients:,} ({r.connected:,}) | {r.published} | {ratio:.4f} | {fmt(r.p50_ms)} "
             f"| {fmt(r.p95_ms)} | {p99} | {fmt(r.max_ms)} | {fmt(r.fanout_p50_ms)} / {fmt(r.fanout_p99_ms)} "
             f"| {fmt(r.post_p95_ms)} ({', '.join(f'{k}: {v}' for k, v in r.post_statuses.items())}) "
+            f"| {fmt(r.probe_p50_ms)} / {fmt(r.probe_p95_ms)} / {fmt(r.probe_max_ms)} "
             f"| {r.gaps} / {r.dups} | {r.closed_by_server + r.lost} "
-            f"| {r.server_cpu_pct:.0f} | {r.server_rss_mib:.0f} ({', '.join(f'{w:.0f}' for w in r.worker_rss_mib)}) "
-            f"| {r.client_cpu_pct:.0f} | {r.load} |"
+            f"| {r.server_cpu_pct:.0f} ({' + '.join(f'{w:.0f}' for w in r.cpu.get('workers', []))}) "
+            f"| {fmt(r.server_us_per_frame, '.1f')} "
+            f"| {r.server_rss_mib:.0f} ({', '.join(f'{w:.0f}' for w in r.worker_rss_mib)}) "
+            f"| {r.client_cpu_pct:.0f} | {', '.join(f'{k} {v:.1f}' for k, v in r.client_us_per_frame.items())} "
+            f"| {fmt(r.cpu.get('other'))} | {r.load} |"
         )
     return "\n".join(rows)
 
@@ -774,7 +705,9 @@ def summary(rounds: list[Round]) -> str:
     return (
         f"over {len(rounds)} rounds, median (min–max): p50 {spread([r.p50_ms for r in rounds])} ms, "  # type: ignore[misc]
         f"p95 {spread([r.p95_ms for r in rounds])} ms, p99 {spread([r.p99_ms for r in rounds])} ms, "  # type: ignore[misc]
-        f"server CPU {spread([r.server_cpu_pct for r in rounds])} %; "
+        f"server CPU {spread([r.server_cpu_pct for r in rounds])} %, "
+        f"operator probe p95 {spread([r.probe_p95_ms for r in rounds])} ms "  # type: ignore[misc]
+        f"(max {spread([r.probe_max_ms for r in rounds])} ms); "  # type: ignore[misc]
         f"all delivered in {sum(1 for r in rounds if r.delivered == r.expected)} of {len(rounds)}"
     )
 
@@ -795,6 +728,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="maintenance URL of a PostgreSQL where the bench may CREATE DATABASE")  # fmt: skip
     p.add_argument("--via", choices=("broker", "api"), default="broker",
                    help="RedisBroker.publish from the bench (default), or operator POSTs")  # fmt: skip
+    p.add_argument(
+        "--client",
+        choices=(*KINDS, "both"),
+        default="lean",
+        help="viewer implementation (bench/load_clients.py); both: alternate processes (default lean)",
+    )
+    p.add_argument(
+        "--probe-rate",
+        type=float,
+        default=1.0,
+        help="operator POSTs/s to an unwatched sitting during each round, timed (default 1; 0: none)",
+    )
+    p.add_argument(
+        "--probe-baseline",
+        type=float,
+        default=10.0,
+        help="seconds of operator probes before the first round, with no events (the reference; default 10)",
+    )
     p.add_argument("--json", help="also write the raw results here")
     args = p.parse_args(argv)
     if not 1 <= args.procs <= 250:

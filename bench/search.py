@@ -17,9 +17,10 @@ Four indexes are built once each over the same segments:
 * **sapha-sqlite**: `archive.search_sqlite` (`index_segments`, the store's own write, in transactions of 10,000,
   then `optimize`);
 * **fts5-trigram**: a bare FTS5 `trigram` table over the raw text, the sitting as an UNINDEXED column;
-* **sapha-postgres**: `archive.search_postgres` in a fresh database (created on `--postgres`'s server and dropped
-  at the end): COPY (`copy_segments`) with the indexes dropped, then `ensure_schema` builds them; its live path
-  (`index_segments` into the indexed table) is timed on the first `--live-sample` segments beforehand;
+* **sapha-postgres**: `archive.search_postgres` (keyed terms and facets under one GIN index) in a fresh database
+  (created on `--postgres`'s server and dropped at the end): binary COPY (`copy_segments`) with the indexes
+  dropped, then `ensure_schema` builds them and `VACUUM ANALYZE` gathers the key frequencies the search reads; its
+  live path (`index_segments` into the indexed table) is timed on the first `--live-sample` segments beforehand;
 * **pg_trgm**: the raw text with a `pg_trgm` GIN index (built after the COPY), in the same database.
 
 Then `--runs` passes of `--queries` varied queries (single words, compounds, short words, phrases, exclusions,
@@ -27,7 +28,8 @@ filters, Thai and Arabic digits), each timed once per pass for the first page of
 references the query's first term as `MATCH '"…"'` / `LIKE '%…%'` on the raw text, `ORDER BY id DESC LIMIT 20`
 (no ranking, folding or exclusion; only the sitting filter). The report gives, per index, the median over the
 passes of p50 and p95 with their spread (min–max), p95 per query kind, how many queries found nothing, and the
-labelled recall (the labelled queries searched within their sitting: every expected segment found?). Index size
+labelled recall (the labelled queries searched within their sitting: every expected segment found?) and the five
+slowest queries of the last pass (what to look at first). Index size
 is the database files (SQLite) or `pg_total_relation_size` (PostgreSQL). `uptime` is printed before and after
 each pass: this is a shared machine.
 
@@ -120,6 +122,7 @@ class QueryRun:
     p95: float
     by_kind: dict[str, float]
     empty: int
+    slowest: list[tuple[float, str, str]]  # (ms, kind, query) of the five slowest, for finding what to fix
 
 
 def corpus(text_dir: Path) -> str:
@@ -288,6 +291,7 @@ async def build_postgres(docs: list[SegmentDoc], conn: pg_idx.Conn, live_sample:
 
 async def build_pg_trgm(docs: list[SegmentDoc], conn: pg_idx.Conn) -> Build:
     """The bare reference: the raw text with a `pg_trgm` GIN index, built after a COPY."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     await conn.execute("CREATE TABLE ref (id BIGINT PRIMARY KEY, sitting TEXT NOT NULL, text TEXT NOT NULL)")
     t0 = time.perf_counter()
     for i in range(0, len(docs), 50_000):
@@ -353,14 +357,17 @@ async def query_run(search: Search, qs: list[tuple[str, str, dict[str, str]]]) -
     lat: list[float] = []
     by_kind: dict[str, list[float]] = {}
     empty = 0
+    timed: list[tuple[float, str, str]] = []
     for kind, q, filters in qs:
         t0 = time.perf_counter()
         found = await search(q, filters)
         lat.append((time.perf_counter() - t0) * 1000)
         by_kind.setdefault(kind, []).append(lat[-1])
+        timed.append((round(lat[-1], 1), kind, f"{q} {filters}" if filters else q))
         empty += not found
     p50, p95 = _quantiles(lat)
-    return QueryRun(p50, p95, {k: _quantiles(v)[1] for k, v in by_kind.items()}, empty)
+    slowest = sorted(timed, reverse=True)[:5]
+    return QueryRun(p50, p95, {k: _quantiles(v)[1] for k, v in by_kind.items()}, empty, slowest)
 
 
 async def recall(system: str, conn: object) -> tuple[int, int]:
@@ -437,13 +444,15 @@ async def bench(text: str, args: argparse.Namespace) -> dict[str, Any]:
             url = urlunsplit(urlsplit(args.postgres)._replace(path=f"/{dbname}"))
             pg_conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
             await pg_conn.execute("SET maintenance_work_mem = '512MB'")
-            await pg_conn.execute("SET statement_timeout = '60s'")
+            # No limit while building (a GIN build over 1M rows takes minutes), a minute a query after.
+            await pg_conn.execute("SET statement_timeout = 0")
             builds["sapha-postgres"], extra["postgres_live_rate"] = await build_postgres(
                 docs, pg_conn, args.live_sample
             )
             print(f"sapha-postgres: {builds['sapha-postgres']}, live path {extra['postgres_live_rate']:,.0f} seg/s")
             builds["pg_trgm"] = await build_pg_trgm(docs, pg_conn)
             print(f"pg_trgm: {builds['pg_trgm']}", flush=True)
+            await pg_conn.execute("SET statement_timeout = '60s'")
             conns["sapha-postgres"] = conns["pg_trgm"] = pg_conn
             searches["sapha-postgres"], searches["pg_trgm"] = sapha_postgres(pg_conn), pg_trgm(pg_conn)
         runs: dict[str, list[QueryRun]] = {name: [] for name in searches}
@@ -490,6 +499,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     for name, rs in runs.items():
         kinds = rs[0].by_kind
         print(f"p95 by kind, {name} (ms): " + ", ".join(f"{k} {spread([r.by_kind[k] for r in rs])}" for k in kinds))
+    for name, rs in runs.items():
+        print(f"slowest, last pass, {name}: " + "; ".join(f"{ms} ms {kind} {q}" for ms, kind, q in rs[-1].slowest))
     if "postgres_live_rate" in result:
         print(f"sapha-postgres live path (index_segments): {result['postgres_live_rate']:,.0f} seg/s")
     for u in result["uptime"]:

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from common.alert_schemas import PushSubscriptionIn
+
 # Mirrors desk.messages (KINDS, STATUSES, the *_MAX lengths, CODE_ALPHABET); tests/test_messages_api.py checks it.
 SUBJECT_MAX = 200
 TEXT_MAX = 5000
@@ -301,6 +303,9 @@ class MessageExport(MessageOut):
 
     contact: ContactOut | None
     history: list[HistoryEntry]
+    push_subscriptions: list[PushSubscriptionOut] = Field(
+        description="the browsers subscribed on the status page for notices"
+    )
 
 
 class MessageExportOut(_Ok):
@@ -309,6 +314,23 @@ class MessageExportOut(_Ok):
 
 class ErasedOut(_Ok):
     erased: Literal[True]
+
+
+class PushSubscriptionOut(BaseModel):
+    endpoint: str = Field(description="the push service's URL the notices go to")
+    created_at: str
+
+
+class MessagePushIn(BaseModel):
+    """``POST /api/messages/{code}/push``: this browser's subscription, for notices of the message's status."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", regex_engine="python-re")
+    subscription: PushSubscriptionIn = Field(description="the browser's PushSubscription.toJSON()")
+
+
+class MessagePushOut(_Ok):
+    subscribed: Literal[True]
+    new: bool = Field(description="false when this browser was already subscribed (its keys are refreshed)")
 
 
 class SuggestionOut(BaseModel):

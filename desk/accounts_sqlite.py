@@ -209,10 +209,7 @@ class AccountStore:
         self._clock = clock
         # Logins run in worker threads; the throttle's counters are plain dicts, so its calls take turns.
         self._throttle_lock = threading.Lock()
-        conn = sqlite.connect(path)
-        sqlite.migrate(conn, "audit", audit.MIGRATIONS)
-        sqlite.migrate(conn, COMPONENT, _MIGRATIONS)
-        self._db = sqlite.Locked(conn)
+        self._db = sqlite.open_store(path, COMPONENT, _MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -264,8 +261,7 @@ class AccountStore:
             )
             return account
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def update_account(
         self,
@@ -312,8 +308,7 @@ class AccountStore:
             )
             return after
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def set_password(
         self, actor: Principal, account_id: int, new_password: str, *, current_password: str | None = None
@@ -341,8 +336,7 @@ class AccountStore:
                 conn, at_s=now, actor=actor.username, action="account.password", target=f"account:{account_id}"
             )
 
-        with self._db as conn:
-            sqlite.transaction(conn, work)
+        self._db.transaction(work)
 
     # -- sessions ---------------------------------------------------------------------------------------------
 
@@ -392,8 +386,7 @@ class AccountStore:
             )
             audit.append(conn, at_s=now, actor=account.username, action="session.login", target=f"ip:{ip}")
 
-        with self._db as conn:
-            sqlite.transaction(conn, work)
+        self._db.transaction(work)
         return Session(id=session_id, csrf=csrf, account=account, expires_s=now + self.policy.lifetime_s)
 
     def session(self, session_id: str | None) -> Principal | None:
@@ -419,8 +412,7 @@ class AccountStore:
             account = _account(row)
             return Principal(account_id=account.id, username=account.username, roles=account.roles, via="session")
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def csrf_ok(self, session_id: str | None, token: str | None) -> bool:
         """Does ``token`` (the ``X-CSRF-Token`` header) belong to this session? Constant-time; missing → False."""
@@ -435,22 +427,17 @@ class AccountStore:
     def logout(self, session_id: str | None) -> None:
         if not session_id:
             return
-        with self._db as conn:
-            sqlite.transaction(
-                conn, lambda c: c.execute("DELETE FROM desk_sessions WHERE id_hash = ?", (digest(session_id),))
-            )
+        self._db.transaction(lambda c: c.execute("DELETE FROM desk_sessions WHERE id_hash = ?", (digest(session_id),)))
 
     def purge_sessions(self) -> int:
         """Delete every expired or idle session; returns how many."""
         now = self._clock()
-        with self._db as conn:
-            cur = sqlite.transaction(
-                conn,
-                lambda c: c.execute(
-                    "DELETE FROM desk_sessions WHERE created_s <= ? OR last_seen_s <= ?",
-                    (now - self.policy.lifetime_s, now - self.policy.idle_s),
-                ),
+        cur = self._db.transaction(
+            lambda c: c.execute(
+                "DELETE FROM desk_sessions WHERE created_s <= ? OR last_seen_s <= ?",
+                (now - self.policy.lifetime_s, now - self.policy.idle_s),
             )
+        )
         return cur.rowcount
 
     # -- API tokens -------------------------------------------------------------------------------------------
@@ -490,8 +477,7 @@ class AccountStore:
             )
             return record
 
-        with self._db as conn:
-            return token, sqlite.transaction(conn, work)
+        return token, self._db.transaction(work)
 
     def api_tokens(self, actor: Principal, account_id: int) -> list[ApiToken]:
         if actor.account_id != account_id:
@@ -525,8 +511,7 @@ class AccountStore:
             )
             return after
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def principal_for_bearer(self, token: str, operator_token: str = "") -> Principal | None:
         """The principal of ``Authorization: Bearer <token>``: a live API token of an enabled account, or the
@@ -551,8 +536,7 @@ class AccountStore:
             account = _account(row)
             return Principal(account_id=account.id, username=account.username, roles=account.roles, via="token")
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     # -- audit ------------------------------------------------------------------------------------------------
 
@@ -561,13 +545,11 @@ class AccountStore:
     ) -> int:
         """Add an audit entry for a staff action done elsewhere (a vote, a correction, a stage); returns its id."""
         now = self._clock()
-        with self._db as conn:
-            return sqlite.transaction(
-                conn,
-                lambda c: audit.append(
-                    c, at_s=now, actor=actor.username, action=action, target=target, before=before, after=after
-                ),
+        return self._db.transaction(
+            lambda c: audit.append(
+                c, at_s=now, actor=actor.username, action=action, target=target, before=before, after=after
             )
+        )
 
     def audit_log(
         self, actor: Principal, *, before_id: int | None = None, limit: int = 50, action: str | None = None

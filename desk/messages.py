@@ -207,6 +207,12 @@ def canonical_code(given: str) -> str | None:
     return code
 
 
+def display_code(code: str) -> str:
+    """The code as the sender was shown it (four groups of four), from any accepted spelling."""
+    canonical = canonical_code(code) or code
+    return "-".join(canonical[i : i + 4] for i in range(0, len(canonical), 4))
+
+
 def code_digest(code: str) -> str:
     """What the database keeps of a code (given in any accepted spelling); a code is 80 random bits, so a fast
     hash suffices: a stolen database yields no working codes."""

@@ -21,9 +21,13 @@ Moderators (``authorise(request, permission)``: the staff session or an API toke
 answer, spam, close), publish, and download attachments (``Content-Disposition: attachment``, nosniff, a
 sandboxing CSP). Everything a sender wrote goes out as JSON strings, never as markup.
 
-Notices: each status change of a message whose sender gave an email is written to the store's outbox
-(``desk_message_notices``) in the change's own transaction; sending them by SMTP (``alerts/email.py``) is for
-whoever wires ``SMTP_URL``. Web Push for senders is not offered (there is no subscription on the form).
+Notices: each status change of a message whose sender gave an email, or subscribed a browser on the status page
+(``POST /api/messages/{code}/push``: a lookup token spent, the body capped at ``PUSH_JSON_LIMIT``, the shape
+checked as ``/openapi.json`` says (422 naming the field), the code (404, nothing stored), then the curve and the
+URL policy (``check_push``, given at wiring: 409 naming the field); a message whose contact data retention erased
+takes none (409 naming ``subscription``, nothing stored); stored sealed like the contact) is written to
+the store's outbox (``desk_message_notices``) in the change's own transaction, and ``on_notice`` wakes the sender
+(``alerts/message_notices.py``, wired by sapha/services.py): the moderator's request never waits on it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -46,6 +51,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message as AsgiMessage
 
+from common.alert_schemas import PushSubscriptionIn
 from common.desk_schemas import MessageMultipart
 from common.http import JSONUnicodeResponse, json_error, read_body_capped
 from desk.accounts import Principal
@@ -60,15 +66,18 @@ from desk.messages import (
     new_tracking_code,
     validate_submission,
 )
-from desk.messages_sqlite import Duplicate, MessageStore
+from desk.messages_sqlite import ContactErased, Duplicate, MessageStore, PushTarget
 from desk.ratelimit import retry_after_header
 from desk.sealing import Keyring, new_setting_entry
 
 Authorise = Callable[[Request, str | None], Awaitable["Principal | Response"]]
 StaffHandler = Callable[[Request, Principal], Awaitable[Response]]
+CheckPush = Callable[[object], Awaitable[PushTarget]]
 
 JSON_LIMIT = 64 * 1024
 STAFF_JSON_LIMIT = 32 * 1024
+# A browser's subscription is an endpoint URL (at most 2 KiB here) and two short keys.
+PUSH_JSON_LIMIT = 4 * 1024
 # The files' own caps plus room for the text fields and multipart framing.
 FORM_LIMIT = MAX_TOTAL_BYTES + 256 * 1024
 FIELD_PART_LIMIT = 128 * 1024
@@ -77,6 +86,12 @@ DAY_S = 86_400.0
 _MESSAGE_ID = re.compile(r"[0-9a-f]{16}")
 _CODE_IN_PATH = re.compile(r"(/api/messages/|/write/status/)[^/?\s]+")
 NO_STORE = {"Cache-Control": "no-store"}
+# Retention erased the contact data of this message (PDPA); a push subscription would be new contact data for it.
+ERASED_NO_PUSH = (
+    "ข้อมูลติดต่อของข้อความนี้ถูกลบตามระยะเวลาการเก็บรักษาแล้ว จึงรับการแจ้งเตือนไม่ได้ ยังดูสถานะได้ที่หน้านี้"
+    " / This message's contact details were erased after the retention period, so it can no longer take"
+    " notifications; its status is still shown on this page."
+)
 # The form's fields as /openapi.json names them: anything else is refused, so the document is the whole truth.
 FORM_FIELDS = frozenset(MessageMultipart.model_fields) - {"attachments"}
 
@@ -171,6 +186,9 @@ class MessagesAPI:
         self.limits = limits or SubmissionLimits(clock=time.monotonic)
         self._messages: MessageStore | None = None
         self._attachments: AttachmentStore | None = None
+        # Given at wiring (desk may not import alerts): the subscription check, and the notice sender's wake-up.
+        self.check_push: CheckPush | None = None
+        self.on_notice: Callable[[], None] | None = None
 
     def open(self, messages: MessageStore, attachments: AttachmentStore) -> None:
         self._messages, self._attachments = messages, attachments
@@ -319,6 +337,47 @@ class MessagesAPI:
             await asyncio.to_thread(self.attachments.delete, name)
         return _ok({"erased": True}, headers=NO_STORE)
 
+    async def subscribe_push(self, request: Request) -> Response:
+        """Tie this browser's push subscription to the message, for notices of its status changes."""
+        code = await self._code(request)
+        if isinstance(code, Response):
+            return code
+        raw = await read_body_capped(request, PUSH_JSON_LIMIT)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return json_error(422, "must be valid JSON", field="body")
+        if not isinstance(body, dict):
+            return json_error(422, "must be a JSON object with a subscription", field="body")
+        unknown = next((str(k)[:40] for k in body if k != "subscription"), None)
+        if unknown is not None:
+            return json_error(422, "unknown field; allowed: subscription", field=unknown)
+        if "subscription" not in body:
+            return json_error(422, "is required: the browser's PushSubscription.toJSON()", field="subscription")
+        try:
+            PushSubscriptionIn.model_validate(body["subscription"], strict=True)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(["subscription", *(str(part) for part in error["loc"])])
+            return json_error(422, f"{field}: {error['msg']}", field=field)
+        if await asyncio.to_thread(self.messages.push_count, code) is None:
+            return json_error(404, "no message has this tracking code")
+        if self.check_push is None:
+            return json_error(503, "push notices are not available on this server")
+        try:
+            target = await self.check_push(body["subscription"])
+        except InvalidMessage as exc:
+            name = next(iter(exc.fields))
+            return json_error(409, exc.fields[name], field=name)
+        try:
+            added = await asyncio.to_thread(self.messages.subscribe_push, code, target)
+        except ContactErased:
+            return json_error(409, ERASED_NO_PUSH, field="subscription")
+        if added is None:  # erased between the two calls
+            return json_error(404, "no message has this tracking code")
+        # 201 either way: the browser is subscribed now; ``new`` says whether it was before.
+        return _ok({"subscribed": True, "new": added}, 201, NO_STORE)
+
     async def suggestions(self, request: Request) -> Response:
         before = request.query_params.get("before")
         if before is not None and not re.fullmatch(r"[0-9TZ:.-]{10,30}", before):
@@ -416,6 +475,8 @@ class MessagesAPI:
             committee=body.get("committee"),
             answer=body.get("answer"),
         )
+        if self.on_notice is not None:
+            self.on_notice()
         return _ok({"message": found.to_json()})
 
     async def assign(self, request: Request, principal: Principal) -> Response:
@@ -451,6 +512,7 @@ class MessagesAPI:
             Route("/api/messages/{code}", self.status, methods=["GET"]),
             Route("/api/messages/{code}", self.erase, methods=["DELETE"]),
             Route("/api/messages/{code}/export", self.export, methods=["GET"]),
+            Route("/api/messages/{code}/push", self.subscribe_push, methods=["POST"]),
             Route("/api/suggestions", self.suggestions, methods=["GET"]),
             Route("/api/staff/messages", g("message.read", self.list_messages), methods=["GET"]),
             Route(base, g("message.read", self.get_message), methods=["GET"]),

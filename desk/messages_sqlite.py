@@ -10,8 +10,16 @@ Who sees what: the sender, by tracking code, sees their message, its status hist
 (``erase``). Staff with ``message.read`` list and read messages without contact details; only
 ``message.contact.read`` (moderators) opens them (``contact``), and each opening is an audit entry.
 
+Notices to the sender (``desk_message_notices``, ``desk_message_push``): ``transition`` writes one notice per
+channel, in the change's transaction: email when the contact has one, and one per browser the sender subscribed on
+their status page (``subscribe_push``, sealed like the contact under its own associated data). The tracking code
+the notices name is kept sealed (``code_sealed``) only for such senders. The notice worker
+(``alerts/message_notices.py``) leases due rows (``claim_notices``), then records ``notice_sent`` (only once the
+mail server or push service accepted), ``notice_retry`` or ``notice_failed``; ``remove_push`` on a 404/410.
+
 PDPA retention: ``retention()`` erases the contact details of messages older than ``retention_days`` (the
-message itself stays, anonymous) and writes one audit entry per message erased. Run it daily (wiring: a
+message itself stays, anonymous) — with them the kept code, the push subscriptions and unsent notices — and writes
+one audit entry per message erased. Run it daily (wiring: a
 lifespan task, ``await asyncio.to_thread(messages.retention)``; setting ``MESSAGES_RETENTION_DAYS``, default 365).
 
 Wiring (to do): ``create_app(..., messages=None)`` builds ``MessageStore(settings.db_path,
@@ -47,9 +55,10 @@ from desk.messages import (
     Submission,
     check_transition,
     code_digest,
+    display_code,
     new_tracking_code,
 )
-from desk.sealing import Keyring
+from desk.sealing import Keyring, SealError
 from desk.text import clean_text
 
 COMPONENT = "messages"
@@ -113,11 +122,43 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX desk_message_notices_pending ON desk_message_notices (id) WHERE sent_at IS NULL;
     """,
+    # Sending the notices (alerts/message_notices.py): by email and by Web Push to subscriptions the sender made on
+    # their status page. The tracking code goes in each notice, so it is kept sealed (like the contact, erased with
+    # it) for senders who asked for notices; one notice row per channel and subscription, leased while sending,
+    # retried with backoff, ``sent_at`` set only once the mail server or push service accepted it.
+    """
+    ALTER TABLE desk_messages ADD COLUMN code_sealed TEXT;
+    CREATE TABLE desk_message_push (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL REFERENCES desk_messages (id) ON DELETE CASCADE,
+        sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX desk_message_push_message ON desk_message_push (message_id, id);
+    ALTER TABLE desk_message_notices ADD COLUMN channel TEXT NOT NULL DEFAULT 'email';
+    ALTER TABLE desk_message_notices ADD COLUMN push_id INTEGER REFERENCES desk_message_push (id) ON DELETE CASCADE;
+    ALTER TABLE desk_message_notices ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE desk_message_notices ADD COLUMN next_s REAL NOT NULL DEFAULT 0;
+    ALTER TABLE desk_message_notices ADD COLUMN leased_until_s REAL NOT NULL DEFAULT 0;
+    ALTER TABLE desk_message_notices ADD COLUMN failed_at TEXT;
+    ALTER TABLE desk_message_notices ADD COLUMN last_error TEXT;
+    DROP INDEX desk_message_notices_pending;
+    CREATE INDEX desk_message_notices_due ON desk_message_notices (next_s)
+        WHERE sent_at IS NULL AND failed_at IS NULL;
+    CREATE INDEX desk_message_notices_push ON desk_message_notices (push_id) WHERE push_id IS NOT NULL;
+    """,
 )
+# A sender may ask for notices in a few browsers; a newer subscription beyond this replaces the oldest.
+MAX_PUSH_PER_MESSAGE = 5
 
 
 class Duplicate(Exception):
     """The same subject and text (up to case and spacing) arrived within the duplicate window (409)."""
+
+
+class ContactErased(Exception):
+    """Retention erased the message's contact data: it takes no new contact data, push subscriptions included
+    (409 naming ``subscription``); the message itself stays, anonymous."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +168,38 @@ class Receipt:
     message_id: str
     code: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushTarget:
+    """A browser's Web Push subscription (already validated: ``alerts.message_notices.check_subscription``)."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One status notice due to go out: by ``email`` (to ``email``) or by ``push`` (to ``push``, row ``push_id``).
+
+    ``code`` is the tracking code for the notice's link, None for a message sent before codes were kept, or whose
+    kept code no longer opens (the notice then links to the form's page only). ``attempts``: those made before
+    this one (this one is already counted in the row)."""
+
+    id: int
+    message_id: str
+    channel: str
+    status: str
+    at: str
+    attempts: int
+    code: str | None
+    email: str | None = None
+    push_id: int | None = None
+    push: PushTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +329,7 @@ class MessageStore:
         self.retention_days = retention_days
         self.duplicate_window_s = duplicate_window_s
         self._clock = clock
-        conn = sqlite.connect(path)
-        sqlite.migrate(conn, "audit", audit.MIGRATIONS)
-        sqlite.migrate(conn, COMPONENT, _MIGRATIONS)
-        self._db = sqlite.Locked(conn)
+        self._db = sqlite.open_store(path, COMPONENT, _MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -271,6 +341,21 @@ class MessageStore:
         data = json.loads(self.keyring.open(sealed, message_id.encode("ascii")))
         return Contact(email=data.get("email"), phone=data.get("phone"))
 
+    # The tracking code and push subscriptions are sealed under their own associated data, so that none of the
+    # three sealed columns of a row opens in place of another.
+    def _seal_code(self, code: str, message_id: str) -> str:
+        return self.keyring.seal(display_code(code), f"{message_id}:code".encode("ascii"))
+
+    def _open_code(self, sealed: str, message_id: str) -> str:
+        return self.keyring.open(sealed, f"{message_id}:code".encode("ascii"))
+
+    def _seal_push(self, target: PushTarget, message_id: str) -> str:
+        return self.keyring.seal(json.dumps(target.to_json()), f"{message_id}:push".encode("ascii"))
+
+    def _open_push(self, sealed: str, message_id: str) -> PushTarget:
+        data = json.loads(self.keyring.open(sealed, f"{message_id}:push".encode("ascii")))
+        return PushTarget(data["endpoint"], data["keys"]["p256dh"], data["keys"]["auth"])
+
     # -- the sender -------------------------------------------------------------------------------------------
 
     def submit(self, submission: Submission, attachments: Sequence[AttachmentMeta] = ()) -> Receipt:
@@ -281,6 +366,9 @@ class MessageStore:
         message_id = secrets.token_hex(8)
         code = new_tracking_code()
         sealed = None if submission.contact is None else self._seal(submission.contact, message_id)
+        # Kept (sealed) only for a sender who can be sent notices: each notice names the code and links to it.
+        wants_notices = submission.contact is not None and bool(submission.contact.email)
+        code_sealed = self._seal_code(code, message_id) if wants_notices else None
         fingerprint = submission.fingerprint()
 
         def work(conn: sqlite3.Connection) -> None:
@@ -291,8 +379,9 @@ class MessageStore:
             if seen:
                 raise Duplicate("this message has already been received")
             conn.execute(
-                "INSERT INTO desk_messages (id, code_hash, kind, subject, text, status, contact_sealed, publish_ok,"
-                " fingerprint, created_at, created_s, updated_at) VALUES (?, ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO desk_messages (id, code_hash, kind, subject, text, status, contact_sealed, code_sealed,"
+                " publish_ok, fingerprint, created_at, created_s, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message_id,
                     code_digest(code),
@@ -300,6 +389,7 @@ class MessageStore:
                     submission.subject,
                     submission.text,
                     sealed,
+                    code_sealed,
                     int(submission.publish_ok),
                     fingerprint,
                     audit.iso(now),
@@ -352,9 +442,16 @@ class MessageStore:
             message = _message(conn, row)
             contact = None if row["contact_sealed"] is None else self._open(row["contact_sealed"], row["id"])
             audit.append(conn, at_s=now, actor=SENDER, action="message.export", target=f"message:{row['id']}")
+            pushes = conn.execute(
+                "SELECT sealed, created_at FROM desk_message_push WHERE message_id = ? ORDER BY id", (row["id"],)
+            ).fetchall()
             return {
                 **message.to_json(),
                 "contact": None if contact is None else contact.to_json(),
+                "push_subscriptions": [
+                    {"endpoint": self._open_push(p["sealed"], row["id"]).endpoint, "created_at": p["created_at"]}
+                    for p in pushes
+                ],
                 "history": [
                     {"at": h["at"], "status": h["status"]}
                     for h in conn.execute(
@@ -467,9 +564,15 @@ class MessageStore:
             sealed = _get(conn, message_id)["contact_sealed"]
             if sealed is not None and self._open(sealed, message_id).email:
                 conn.execute(
-                    "INSERT INTO desk_message_notices (message_id, status, at) VALUES (?, ?, ?)",
-                    (message_id, status, audit.iso(now)),
+                    "INSERT INTO desk_message_notices (message_id, status, at, channel, next_s)"
+                    " VALUES (?, ?, ?, 'email', ?)",
+                    (message_id, status, audit.iso(now), now),
                 )
+            conn.execute(
+                "INSERT INTO desk_message_notices (message_id, status, at, channel, push_id, next_s)"
+                " SELECT message_id, ?, ?, 'push', id, ? FROM desk_message_push WHERE message_id = ?",
+                (status, audit.iso(now), now, message_id),
+            )
             after = _message(conn, _get(conn, message_id))
             audit.append(
                 conn,
@@ -562,7 +665,8 @@ class MessageStore:
         with self._db as conn:
             rows = conn.execute(
                 "SELECT n.id, n.message_id, n.status, n.at, m.contact_sealed FROM desk_message_notices n"
-                " JOIN desk_messages m ON m.id = n.message_id WHERE n.sent_at IS NULL ORDER BY n.id LIMIT ?",
+                " JOIN desk_messages m ON m.id = n.message_id WHERE n.sent_at IS NULL AND n.failed_at IS NULL"
+                " AND n.channel = 'email' AND m.contact_sealed IS NOT NULL ORDER BY n.id LIMIT ?",
                 (limit,),
             ).fetchall()
         return [
@@ -572,9 +676,160 @@ class MessageStore:
         ]
 
     def notice_sent(self, notice_id: int) -> None:
+        """The mail server or push service accepted the notice: it is never sent again."""
         with self._db as conn:
             conn.execute(
-                "UPDATE desk_message_notices SET sent_at = ? WHERE id = ?", (audit.iso(self._clock()), notice_id)
+                "UPDATE desk_message_notices SET sent_at = ?, leased_until_s = 0, last_error = NULL WHERE id = ?",
+                (audit.iso(self._clock()), notice_id),
+            )
+
+    def notice_retry(self, notice_id: int, *, attempts: int, next_s: float, error: str | None) -> None:
+        """The attempt failed: try again at ``next_s`` (the lease ends now)."""
+        with self._db as conn:
+            conn.execute(
+                "UPDATE desk_message_notices SET attempts = ?, next_s = ?, leased_until_s = 0, last_error = ?"
+                " WHERE id = ? AND sent_at IS NULL",
+                (attempts, next_s, (error or "")[:200] or None, notice_id),
+            )
+
+    def notice_failed(self, notice_id: int, *, attempts: int, error: str | None) -> None:
+        """Given up (the retry schedule is spent, or the address refused for good): kept for operators to see."""
+        now = self._clock()
+        with self._db as conn:
+            conn.execute(
+                "UPDATE desk_message_notices SET attempts = ?, failed_at = ?, leased_until_s = 0, last_error = ?"
+                " WHERE id = ? AND sent_at IS NULL",
+                (attempts, audit.iso(now), (error or "")[:200] or None, notice_id),
+            )
+
+    def claim_notices(self, *, lease_s: float, limit: int = 50, max_attempts: int | None = None) -> list[Notice]:
+        """Lease up to ``limit`` due notices to the caller for ``lease_s`` seconds (another process takes none of
+        them meanwhile; one that dies leaves them to be claimed again when the lease ends), oldest first.
+
+        Each claim counts an attempt, in the row, before anything is sent: a sender that cannot record its result
+        (the lease then runs out and the notice is claimed again) still uses up attempts, and a notice that already
+        had ``max_attempts`` is marked failed here instead of being claimed.
+
+        Notices that can no longer go out are settled here, never sent: an email notice whose contact was erased
+        (retention) is deleted; one whose contact or subscription no longer opens (its key dropped) is marked
+        failed. A kept code that no longer opens only costs the notice its code (``Notice.code`` is None)."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> list[Notice]:
+            rows = conn.execute(
+                "SELECT n.id, n.message_id, n.channel, n.status, n.at, n.attempts, n.push_id, m.contact_sealed,"
+                " m.code_sealed, p.sealed AS push_sealed FROM desk_message_notices n"
+                " JOIN desk_messages m ON m.id = n.message_id"
+                " LEFT JOIN desk_message_push p ON p.id = n.push_id"
+                " WHERE n.sent_at IS NULL AND n.failed_at IS NULL AND n.next_s <= ? AND n.leased_until_s <= ?"
+                " ORDER BY n.next_s, n.id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            claimed: list[Notice] = []
+            for r in rows:
+                mid = r["message_id"]
+                if max_attempts is not None and r["attempts"] >= max_attempts:
+                    conn.execute(
+                        "UPDATE desk_message_notices SET failed_at = ?, leased_until_s = 0, last_error ="
+                        " COALESCE(last_error, 'no result recorded') || ' (attempts used up)' WHERE id = ?",
+                        (audit.iso(now), r["id"]),
+                    )
+                    continue
+                try:
+                    # The code is only the link's convenience: a notice still goes without it (to /write).
+                    code = None if r["code_sealed"] is None else self._open_code(r["code_sealed"], mid)
+                except SealError:
+                    code = None
+                try:
+                    if r["channel"] == "email":
+                        contact = None if r["contact_sealed"] is None else self._open(r["contact_sealed"], mid)
+                        if contact is None or not contact.email:
+                            conn.execute("DELETE FROM desk_message_notices WHERE id = ?", (r["id"],))
+                            continue
+                        notice = Notice(r["id"], mid, "email", r["status"], r["at"], r["attempts"], code, contact.email)
+                    else:
+                        if r["push_sealed"] is None:
+                            conn.execute("DELETE FROM desk_message_notices WHERE id = ?", (r["id"],))
+                            continue
+                        target = self._open_push(r["push_sealed"], mid)
+                        notice = Notice(
+                            r["id"], mid, "push", r["status"], r["at"], r["attempts"], code, None, r["push_id"], target
+                        )
+                except SealError as exc:
+                    conn.execute(
+                        "UPDATE desk_message_notices SET failed_at = ?, last_error = ? WHERE id = ?",
+                        (audit.iso(now), str(exc)[:200], r["id"]),
+                    )
+                    continue
+                conn.execute(
+                    "UPDATE desk_message_notices SET leased_until_s = ?, attempts = attempts + 1 WHERE id = ?",
+                    (now + lease_s, r["id"]),
+                )
+                claimed.append(notice)
+            return claimed
+
+        with self._db as conn:
+            return sqlite.transaction(conn, work)
+
+    def next_notice_s(self) -> float | None:
+        """When the earliest pending notice is due (a lease's end counts), or None when none is pending."""
+        with self._db as conn:
+            row = conn.execute(
+                "SELECT MIN(MAX(next_s, leased_until_s)) FROM desk_message_notices"
+                " WHERE sent_at IS NULL AND failed_at IS NULL"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def subscribe_push(self, code: str, target: PushTarget) -> bool | None:
+        """Tie a browser's push subscription to the message with this tracking code, for its status notices:
+        True when added, False when this browser was already subscribed (its keys are refreshed), None for an
+        unknown code (nothing is stored); ``ContactErased`` (nothing stored) once retention erased the message's
+        contact data, which a subscription would bring back. Beyond ``MAX_PUSH_PER_MESSAGE`` the oldest
+        subscription is dropped."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> bool | None:
+            row = _by_code(conn, code)
+            if row is None:
+                return None
+            if row["contact_erased_at"] is not None:
+                raise ContactErased(row["id"])
+            mid = row["id"]
+            mine = conn.execute(
+                "SELECT id, sealed FROM desk_message_push WHERE message_id = ? ORDER BY id", (mid,)
+            ).fetchall()
+            sealed = self._seal_push(target, mid)
+            for p in mine:
+                if self._open_push(p["sealed"], mid).endpoint == target.endpoint:
+                    conn.execute("UPDATE desk_message_push SET sealed = ? WHERE id = ?", (sealed, p["id"]))
+                    return False
+            for p in mine[: max(0, len(mine) - MAX_PUSH_PER_MESSAGE + 1)]:
+                conn.execute("DELETE FROM desk_message_push WHERE id = ?", (p["id"],))
+            conn.execute(
+                "INSERT INTO desk_message_push (message_id, sealed, created_at) VALUES (?, ?, ?)",
+                (mid, sealed, audit.iso(now)),
+            )
+            if row["code_sealed"] is None:
+                conn.execute("UPDATE desk_messages SET code_sealed = ? WHERE id = ?", (self._seal_code(code, mid), mid))
+            audit.append(conn, at_s=now, actor=SENDER, action="message.push.subscribe", target=f"message:{mid}")
+            return True
+
+        with self._db as conn:
+            return sqlite.transaction(conn, work)
+
+    def remove_push(self, push_id: int) -> None:
+        """The push service said the subscription is gone (404/410): forget it and its pending notices."""
+        with self._db as conn:
+            conn.execute("DELETE FROM desk_message_push WHERE id = ?", (push_id,))
+
+    def push_count(self, code: str) -> int | None:
+        """How many push subscriptions the message has (None for an unknown code)."""
+        with self._db as conn:
+            row = _by_code(conn, code)
+            if row is None:
+                return None
+            return int(
+                conn.execute("SELECT COUNT(*) FROM desk_message_push WHERE message_id = ?", (row["id"],)).fetchone()[0]
             )
 
     # -- jobs -------------------------------------------------------------------------------------------------
@@ -589,17 +844,21 @@ class MessageStore:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT id FROM desk_messages WHERE contact_sealed IS NOT NULL AND created_s < ?"
+                    "SELECT id FROM desk_messages WHERE created_s < ? AND (contact_sealed IS NOT NULL"
+                    " OR code_sealed IS NOT NULL OR id IN (SELECT message_id FROM desk_message_push))"
                     " ORDER BY created_s LIMIT ?",
                     (cutoff, batch),
                 )
             ]
             for message_id in ids:
                 conn.execute(
-                    "UPDATE desk_messages SET contact_sealed = NULL, contact_erased_at = ?, updated_at = ?"
-                    " WHERE id = ?",
+                    "UPDATE desk_messages SET contact_sealed = NULL, code_sealed = NULL, contact_erased_at = ?,"
+                    " updated_at = ? WHERE id = ?",
                     (audit.iso(now), audit.iso(now), message_id),
                 )
+                # The push subscriptions are contact data too; their pending notices go with them.
+                conn.execute("DELETE FROM desk_message_push WHERE message_id = ?", (message_id,))
+                conn.execute("DELETE FROM desk_message_notices WHERE message_id = ? AND sent_at IS NULL", (message_id,))
                 audit.append(
                     conn,
                     at_s=now,
@@ -628,7 +887,28 @@ class MessageStore:
                     "UPDATE desk_messages SET contact_sealed = ? WHERE id = ?",
                     (self._seal(contact, row["id"]), row["id"]),
                 )
-            return len(rows)
+            codes = conn.execute(
+                "SELECT id, code_sealed FROM desk_messages WHERE code_sealed IS NOT NULL AND code_sealed NOT LIKE ?"
+                " LIMIT ?",
+                (f"{self.keyring.current}:%", batch),
+            ).fetchall()
+            for row in codes:
+                code = self._open_code(row["code_sealed"], row["id"])
+                conn.execute(
+                    "UPDATE desk_messages SET code_sealed = ? WHERE id = ?",
+                    (self._seal_code(code, row["id"]), row["id"]),
+                )
+            pushes = conn.execute(
+                "SELECT id, message_id, sealed FROM desk_message_push WHERE sealed NOT LIKE ? LIMIT ?",
+                (f"{self.keyring.current}:%", batch),
+            ).fetchall()
+            for row in pushes:
+                target = self._open_push(row["sealed"], row["message_id"])
+                conn.execute(
+                    "UPDATE desk_message_push SET sealed = ? WHERE id = ?",
+                    (self._seal_push(target, row["message_id"]), row["id"]),
+                )
+            return max(len(rows), len(codes), len(pushes))
 
         with self._db as conn:
             return sqlite.transaction(conn, work)

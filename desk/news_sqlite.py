@@ -247,10 +247,7 @@ class NewsStore:
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        conn = sqlite.connect(path)
-        sqlite.migrate(conn, "audit", audit.MIGRATIONS)
-        sqlite.migrate(conn, COMPONENT, _MIGRATIONS)
-        self._db = sqlite.Locked(conn)
+        self._db = sqlite.open_store(path, COMPONENT, _MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -279,8 +276,7 @@ class NewsStore:
             )  # fmt: skip
             return item
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def update_news(
         self,
@@ -318,8 +314,7 @@ class NewsStore:
             )  # fmt: skip
             return _item(conn, _news_row(conn, slug))
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def set_published(self, actor: Principal, slug: str, published: bool) -> tuple[NewsItem, bool]:
         """Publish or unpublish; returns the article and whether its status changed (no change, no audit entry).
@@ -345,8 +340,7 @@ class NewsStore:
             )  # fmt: skip
             return after, True
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def get_news(self, slug: str, *, drafts: bool = False) -> NewsItem | None:
         """The article, or None when there is none (or it is a draft and ``drafts`` is False)."""
@@ -394,8 +388,7 @@ class NewsStore:
             )  # fmt: skip
             return image
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def image(self, name: str) -> Image | None:
         with self._db as conn:
@@ -433,8 +426,7 @@ class NewsStore:
             )  # fmt: skip
             return created
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def set_pdf(self, actor: Principal, publication_id: int, meta: AttachmentMeta) -> tuple[Publication, str | None]:
         """Attach ``meta`` (a checked, stored PDF) as the publication's file; returns the publication and the name
@@ -459,8 +451,7 @@ class NewsStore:
             )  # fmt: skip
             return after, before.pdf_name
 
-        with self._db as conn:
-            return sqlite.transaction(conn, work)
+        return self._db.transaction(work)
 
     def publication(self, publication_id: int) -> Publication | None:
         with self._db as conn:

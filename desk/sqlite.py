@@ -1,6 +1,6 @@
 """The desk stores' SQLite plumbing: one connection per store, WAL, explicit transactions, per-component migrations.
 
-Each store (accounts, messages) owns one connection guarded by a lock, so its methods are plain blocking calls:
+Each store (accounts, messages, news) owns one connection guarded by a lock, so its methods are plain blocking calls:
 the server must run them off the event loop (``await asyncio.to_thread(store.method, ...)``), never directly in
 a handler. The stores may share one database file with the archive; WAL lets their connections write in turn
 (``busy_timeout`` waits for another writer's lock instead of failing at once).
@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from desk import audit
 
 T = TypeVar("T")
 
@@ -98,6 +100,20 @@ class Locked:
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
+    def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Take the connection and run ``work`` in one IMMEDIATE transaction (``transaction`` above)."""
+        with self as conn:
+            return transaction(conn, work)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def open_store(path: str | Path, component: str, migrations: Sequence[str]) -> Locked:
+    """A store's connection to ``path`` (``connect``), its tables and the shared audit log's brought up to date."""
+    conn = connect(path)
+    # Every store writes its changes' audit entries in the same transaction, so every store needs desk_audit.
+    migrate(conn, "audit", audit.MIGRATIONS)
+    migrate(conn, component, migrations)
+    return Locked(conn)

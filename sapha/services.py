@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from alerts.api import AlertsAPI
-from alerts.delivery import Alerting, DeliveryWorkers
+from alerts.delivery import Alerting, DeliveryWorkers, SenderProcess
 from alerts.email import SmtpConfig
+from alerts.message_notices import NoticeWorker, check_subscription
 from alerts.push import application_server_key, load_or_create_vapid
 from alerts.store_sqlite import AlertStore
 from alerts.wiring import AlertFeed
@@ -168,6 +169,9 @@ def build_services(
     smtp = SmtpConfig.from_url(settings.smtp_url, sender=settings.smtp_from) if settings.smtp_url else None
     vapid_key = VapidPublicKey()
     live_feeds = Feeds(feeds, recorder, metrics, ModelHolder(model), settings=settings)
+    messages_api = MessagesAPI(staff.authorise)
+    allow_private = settings.webhook_allow_private
+    messages_api.check_push = lambda value: check_subscription(value, allow_private=allow_private)
     return Services(
         settings=settings,
         metrics=metrics,
@@ -181,7 +185,7 @@ def build_services(
         bills=BillsAPI(store, recorder),
         search=SearchAPI(store),
         documents=DocumentsAPI(store),
-        messages_api=MessagesAPI(staff.authorise),
+        messages_api=messages_api,
         # Topic followers (alerts) are not wired into the server yet: notify_followers is the hook for them.
         news_api=NewsAPI(staff.authorise, search=archive_search, publish=hub.publish, pages=STATIC),
         alerts_api=AlertsAPI(
@@ -331,17 +335,44 @@ async def alerts(services: Services) -> AsyncIterator[None]:
             smtp=services.smtp,
             allow_private=settings.webhook_allow_private,
         )
-        services.alerting = Alerting(store, workers if settings.alert_workers else None)
-        services.alerts_api.open(store, workers.wake)
+        # ALERT_SENDER_NICE: the same workers in a niced child process, off the loop that fans out captions.
+        sender = (
+            SenderProcess(
+                settings.alerts_db_path(),
+                base_url=settings.base_url(),
+                vapid_path=settings.vapid_key_path(),
+                smtp=services.smtp,
+                allow_private=settings.webhook_allow_private,
+                nice=settings.alert_sender_nice,
+            )
+            if settings.alert_sender_nice > 0
+            else None
+        )
+        services.alerting = Alerting(store, (sender or workers) if settings.alert_workers else None)
+        services.alerts_api.open(store, (sender or workers).wake)
         services.recorder.relay.on_published = AlertFeed(services.store, services.alerting.publish)
+        # The senders' status notices (alerts/message_notices.py), beside the alerts' workers and like them leased.
+        notices = NoticeWorker(
+            services.messages_api.messages,
+            base_url=settings.base_url(),
+            smtp=services.smtp,
+            vapid=vapid,
+            allow_private=settings.webhook_allow_private,
+        )
         try:
             if settings.alert_workers:
-                await workers.start()
+                await (sender or workers).start()
+                await notices.start()
+                services.messages_api.on_notice = notices.wake
             async with background(_purge_alerts(store), "alerts-purge"):
                 yield
         finally:
+            services.messages_api.on_notice = None
             services.recorder.relay.on_published = None
+            await notices.stop()
             await workers.stop()
+            if sender is not None:
+                await sender.stop()
     finally:
         await store.close()
 

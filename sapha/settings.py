@@ -59,6 +59,7 @@ class Settings:
     # -- alerts: follows, push, email, webhooks (alerts/) ------------------------------------------------------
     alerts_db: str = ""
     alert_workers: bool = True
+    alert_sender_nice: int = 0
     smtp_url: str = ""
     smtp_from: str = "sapha@localhost"
     webhook_allow_private: bool = False
@@ -98,6 +99,7 @@ class Settings:
             attachments_dir=env.get("ATTACHMENTS_DIR", ""),
             alerts_db=env.get("ALERTS_DB", ""),
             alert_workers=env.get("ALERT_WORKERS", "1").strip().lower() not in {"0", "false", "no", "off"},
+            alert_sender_nice=int(env.get("ALERT_SENDER_NICE", "0")),
             smtp_url=env.get("SMTP_URL", ""),
             smtp_from=env.get("SMTP_FROM", cls.smtp_from),
             webhook_allow_private=allow_private_from_env(dict(env)),

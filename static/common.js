@@ -76,3 +76,128 @@ export async function withRetry(task, { onError = () => {}, onSuccess = () => {}
     }
   }
 }
+
+// A search snippet: the API sends spans; a hit becomes a <mark> holding its text, the rest text nodes, so no
+// stored text is ever parsed as HTML.
+export function snippet(spans) {
+  const p = el("p", { class: "search-snippet" });
+  for (const span of spans) p.append(span.hit ? el("mark", { text: span.text }) : document.createTextNode(span.text));
+  return p;
+}
+
+// The parameters `names` read through `get(name)`, trimmed, empty ones left out.
+export function pickParams(get, names) {
+  const params = new URLSearchParams();
+  for (const name of names) {
+    const value = (get(name) || "").trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+// A search page whose state lives in the address (`path`?q=…&filter=…) and whose results come from the JSON twin
+// `api` with the same parameters, a page at a time behind a "more" button that follows the answer's `next`.
+// It uses the elements search-form, search-filters, results, more, search-status, load-error, main, json-twin
+// and json-twin-footer. `resultItem(result)` builds one <li>; `noun` counts them in the status line; `title(q)`
+// names the page for a query; `idle(params)` shows the page with no query and returns the twin's address;
+// `afterSubmit()` runs after a submitted search; `focusNew` moves focus to the first result "more" brought.
+// Wires the form, the button and the history; the caller calls `run()` once it is ready.
+export function searchPage({ path, api, names, resultItem, noun, title, idle, afterSubmit = () => {}, focusNew = false }) {
+  const form = $("search-form");
+  const results = $("results");
+  const more = $("more");
+  let next = null; // the URL of the next page of the current search
+  let generation = 0; // a newer search makes the answers of older ones stale
+
+  function currentParams() {
+    const from = new URLSearchParams(location.search);
+    return pickParams((name) => from.get(name), names);
+  }
+
+  function fillForm(params) {
+    for (const name of names) {
+      const field = form.elements.namedItem(name);
+      if (field) field.value = params.get(name) || "";
+    }
+    // Filters in use stay in view, so a reader sees why the results are narrowed.
+    $("search-filters").open = names.some((name) => name !== "q" && params.has(name));
+  }
+
+  function setTwin(href) {
+    for (const id of ["json-twin", "json-twin-footer"]) $(id).href = href;
+  }
+
+  function showError(err) {
+    const what = err.status === 400 ? "คำค้นหรือตัวกรองใช้ไม่ได้" : "ค้นหาไม่สำเร็จ";
+    $("load-error").textContent = `${what}: ${err.message}`;
+    $("load-error").hidden = false;
+  }
+
+  async function load(url, { append }) {
+    const mine = ++generation;
+    $("load-error").hidden = true;
+    $("main").setAttribute("aria-busy", "true");
+    more.disabled = true;
+    try {
+      const body = await getJSON(url);
+      if (mine !== generation) return;
+      const items = body.results.map(resultItem);
+      if (append) results.append(...items);
+      else results.replaceChildren(...items);
+      next = body.next;
+      more.hidden = !next;
+      const shown = results.children.length;
+      $("search-status").textContent =
+        shown === 0 ? `ไม่พบ “${body.q}”` : `พบ ${shown.toLocaleString("th-TH")}${next ? "+" : ""} ${noun}สำหรับ “${body.q}”`;
+    } catch (err) {
+      if (mine !== generation) return;
+      if (!append) results.replaceChildren();
+      more.hidden = true;
+      $("search-status").textContent = "";
+      showError(err);
+    } finally {
+      if (mine === generation) {
+        $("main").removeAttribute("aria-busy");
+        more.disabled = false;
+      }
+    }
+  }
+
+  function run() {
+    const params = currentParams();
+    fillForm(params);
+    next = null;
+    if (!params.get("q")) {
+      generation++;
+      results.replaceChildren();
+      more.hidden = true;
+      $("search-status").textContent = "";
+      setTwin(idle(params));
+      return;
+    }
+    setTwin(`${api}?${params}`);
+    document.title = title(params.get("q"));
+    load(`${api}?${params}`, { append: false });
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = pickParams((name) => form.elements.namedItem(name).value, names);
+    history.pushState(null, "", `${path}?${params}`);
+    run();
+    afterSubmit();
+  });
+
+  more.addEventListener("click", () => {
+    if (!next) return;
+    const first = results.children.length;
+    load(next, { append: true }).then(() => {
+      // Keyboard and screen reader users continue from the first new result.
+      const link = focusNew && results.children[first] && results.children[first].querySelector("a");
+      if (link) link.focus();
+    });
+  });
+
+  window.addEventListener("popstate", run);
+  return { currentParams, showError, run };
+}

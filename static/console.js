@@ -7,7 +7,7 @@ import { $, CHAMBERS, RESULTS, STATUSES, el, getJSON, thaiDate } from "/static/c
 
 const HEALTH_MS = 5000;
 const CAPTIONS_SHOWN = 8;
-const state = { me: null, csrf: null, sitting: null, events: null, auditBefore: null };
+const state = { me: null, csrf: null, sitting: null, sittingBody: null, events: null, auditBefore: null, bill: null };
 
 // ---- the API ---------------------------------------------------------------------------------------------------
 
@@ -86,7 +86,9 @@ function signedIn(me) {
   $("login-card").hidden = true;
   $("desk").hidden = false;
   for (const node of document.querySelectorAll("[data-needs]")) node.hidden = !can(node.dataset.needs);
+  for (const node of document.querySelectorAll("[data-lacks]")) node.hidden = can(node.dataset.lacks);
   refreshSittings();
+  searchBills("");
   if (can("feed.read")) refreshHealth();
   if (can("account.manage")) refreshAccounts();
   if (can("audit.read")) refreshAudit(true);
@@ -221,6 +223,8 @@ function tap(label, detail, current, onclick) {
 
 function drawSitting(body) {
   const s = body.sitting;
+  state.sittingBody = body;
+  drawStageLinks();
   $("control-empty").hidden = true;
   $("control").hidden = false;
   $("control").dataset.sittingId = s.id;
@@ -413,6 +417,176 @@ function followCaptions() {
   source.addEventListener("caption.correction", handle);
   state.events = source;
 }
+
+// ---- bills: find one, see its stage, move it to one of the stages that may follow (operators) -------------------------
+
+// Where each field's error is shown: the API names the field it refuses (`field`), the console ties the message to it.
+const STAGE_FIELDS = {
+  stage: { error: "stage-error", focus: () => document.querySelector("#stage-choices input") },
+  to: { error: "stage-error", focus: () => document.querySelector("#stage-choices input") },
+  on: { error: "stage-on-error", focus: () => $("stage-on") },
+  note: { error: "stage-note-error", focus: () => $("stage-note") },
+  sitting_id: { error: "stage-link-error", focus: () => linkControl("sitting") },
+  agenda_item_id: { error: "stage-link-error", focus: () => linkControl("agenda") },
+  vote_id: { error: "stage-link-error", focus: () => linkControl("vote") },
+};
+
+// A link's checkbox may be disabled by the time the API answers (the sitting's agenda moved on, its vote is gone):
+// focus() on it does nothing and the operator loses their place. So the nearest enabled box of the same group, or
+// else the group itself (focusable from script only; its aria-describedby already names the error).
+function linkControl(name) {
+  const box = $(`stage-link-${name}`);
+  if (!box.disabled) return box;
+  const group = box.closest("fieldset");
+  const boxes = [...group.querySelectorAll("input")];
+  const at = boxes.indexOf(box);
+  const distance = (b) => Math.abs(boxes.indexOf(b) - at);
+  const enabled = boxes.filter((b) => !b.disabled).sort((x, y) => distance(x) - distance(y));
+  if (enabled.length) return enabled[0];
+  group.tabIndex = -1;
+  return group;
+}
+const STAGE_ERRORS = [...new Set(Object.values(STAGE_FIELDS).map((f) => f.error))];
+
+async function searchBills(q) {
+  $("bill-q-error").textContent = "";
+  const query = new URLSearchParams({ limit: "20" });
+  if (q) query.set("q", q);
+  const body = await act(() => getJSON(`/api/bills?${query}`), { errorTarget: "bill-q-error" });
+  if (!body) return;
+  $("bill-list").replaceChildren(
+    ...body.bills.map((b) =>
+      el(
+        "li",
+        { class: "console-row", "data-bill-id": b.id },
+        el("button", {
+          class: "console-pick",
+          type: "button",
+          text: b.short_name || b.title,
+          "aria-pressed": String(Boolean(state.bill && state.bill.id === b.id)),
+          onclick: () => selectBill(b.id),
+        }),
+        el("span", { class: "muted", text: `${b.stage_label || "ยังไม่มีขั้นตอน"} · ${b.id}` }),
+      ),
+    ),
+  );
+  $("bill-empty").hidden = body.bills.length > 0;
+}
+
+$("bill-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  searchBills($("bill-q").value.trim());
+});
+
+async function selectBill(id) {
+  const body = await act(() => getJSON(`/api/bills/${encodeURIComponent(id)}`));
+  if (!body) return;
+  state.bill = body.bill;
+  drawBill(body);
+  for (const button of document.querySelectorAll("#bill-list .console-pick")) {
+    button.setAttribute("aria-pressed", String(button.closest("li").dataset.billId === id));
+  }
+}
+
+function drawBill(body) {
+  const b = body.bill;
+  $("bill").hidden = false;
+  $("bill").dataset.billId = b.id;
+  $("bill-title").textContent = b.title;
+  $("bill-stage").textContent = b.stage_label || "ยังไม่มีขั้นตอน";
+  $("bill-stage").dataset.stage = b.stage || "";
+  $("bill-page").href = b.url;
+  const legend = $("stage-choices").querySelector("legend");
+  $("stage-choices").replaceChildren(
+    legend,
+    ...body.next_stages.map((s, i) =>
+      el(
+        "label",
+        {},
+        el("input", { type: "radio", name: "stage", value: s.stage, checked: i === 0 }),
+        ` ${s.label}`,
+      ),
+    ),
+  );
+  $("stage-choices").hidden = body.next_stages.length === 0;
+  $("stage-none").hidden = body.next_stages.length > 0;
+  $("bill-history").replaceChildren(
+    ...body.stages.map((c) => el("li", { class: "console-row", text: `${c.on} — ${c.stage_label}${c.note ? ` (${c.note})` : ""}` })),
+  );
+  drawStageLinks();
+}
+
+// The sitting chosen above, its current agenda item and its latest vote, offered as the change's references.
+function drawStageLinks() {
+  const body = state.sittingBody;
+  const item = body && body.current_agenda_item;
+  const vote = body && body.votes[body.votes.length - 1];
+  const offers = [
+    ["sitting", body ? `การประชุม: ${body.sitting.title}` : "การประชุม (ยังไม่ได้เลือก)", Boolean(body)],
+    ["agenda", item ? `วาระปัจจุบัน: ${item.title}` : "วาระปัจจุบัน (ไม่มี)", Boolean(item)],
+    ["vote", vote ? `ผลการลงมติล่าสุด: ${vote.motion}` : "ผลการลงมติล่าสุด (ไม่มี)", Boolean(vote)],
+  ];
+  for (const [name, text, available] of offers) {
+    $(`stage-link-${name}-text`).textContent = text;
+    const box = $(`stage-link-${name}`);
+    box.disabled = !available;
+    if (!available) box.checked = false;
+  }
+}
+
+function clearStageErrors() {
+  for (const id of STAGE_ERRORS) $(id).textContent = "";
+  for (const node of document.querySelectorAll("#stage-form [aria-invalid]")) node.removeAttribute("aria-invalid");
+}
+
+function stageError(field, message) {
+  const target = STAGE_FIELDS[field] || STAGE_FIELDS.stage;
+  $(target.error).textContent = message;
+  const input = target.focus();
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    // The control focused must name the error itself: a checkbox or radio has it only through its group.
+    const described = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+    if (!described.includes(target.error)) input.setAttribute("aria-describedby", [...described, target.error].join(" "));
+    input.focus();
+  }
+}
+
+$("stage-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearStageErrors();
+  const chosen = document.querySelector("#stage-choices input:checked");
+  if (!chosen) {
+    stageError("stage", "กรุณาเลือกขั้นตอนถัดไป");
+    return;
+  }
+  const change = { stage: chosen.value };
+  if ($("stage-on").value) change.on = $("stage-on").value;
+  const note = $("stage-note").value.trim();
+  if (note) change.note = note;
+  const body = state.sittingBody;
+  if (body && $("stage-link-sitting").checked) change.sitting_id = body.sitting.id;
+  if (body && $("stage-link-agenda").checked && body.current_agenda_item) {
+    change.sitting_id = body.sitting.id;
+    change.agenda_item_id = body.current_agenda_item.id;
+  }
+  if (body && $("stage-link-vote").checked && body.votes.length) {
+    change.sitting_id = body.sitting.id;
+    change.vote_id = body.votes[body.votes.length - 1].id;
+  }
+  const id = state.bill.id;
+  try {
+    const result = await api("POST", `/api/bills/${encodeURIComponent(id)}/stages`, change);
+    $("stage-form").reset();
+    notify(`ย้ายร่างไปขั้นตอน: ${result.change.stage_label}`);
+    await selectBill(id);
+    searchBills($("bill-q").value.trim());
+  } catch (err) {
+    if (err.status === 403) stageError("stage", "ไม่มีสิทธิ์: การเปลี่ยนขั้นตอนร่างกฎหมายต้องใช้บทบาทผู้ควบคุมการประชุม");
+    else if (err.status === 401) return;
+    else stageError(err.field, `ไม่สำเร็จ: ${err.message}`);
+  }
+});
 
 // ---- feed health ---------------------------------------------------------------------------------------------------
 

@@ -237,8 +237,29 @@ function copyButton(start) {
     "data-start": String(start),
     "aria-label": `คัดลอกลิงก์ไปยังช่วงเวลา ${clock(start)} · copy link to this moment`,
     title: "คัดลอกลิงก์ไปยังช่วงเวลานี้",
-    text: "🔗",
-  });
+  }, linkIcon());
+}
+
+// A drawn chain-link icon rather than the 🔗 emoji: boxes without an emoji font (kiosks, some Linux desktops) show
+// the emoji as an empty square.
+const SVG = "http://www.w3.org/2000/svg";
+function linkIcon() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  for (const d of ["M10 14a5 5 0 0 0 7 0l3-3a5 5 0 0 0-7-7l-1 1", "M14 10a5 5 0 0 0-7 0l-3 3a5 5 0 0 0 7 7l1-1"]) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linecap", "round");
+    svg.append(path);
+  }
+  return svg;
 }
 
 function addFinal({ archiveId, segmentId, seq, start, end, text, corrected = false }) {

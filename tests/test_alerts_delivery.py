@@ -8,13 +8,16 @@ import asyncio
 import email
 import email.policy
 import json
+import os
 import re
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from email.message import Message
 from pathlib import Path
 
+import psutil
 import pytest
 from aiosmtpd.controller import Controller
 from alerts_receiver import Received, receiver
@@ -22,7 +25,8 @@ from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 from test_alerts_push import Browser
 
-from alerts.delivery import Alerting, DeliveryWorkers
+from alerts import delivery
+from alerts.delivery import Alerting, DeliveryWorkers, SenderProcess
 from alerts.email import SmtpConfig
 from alerts.follows import (
     Digest,
@@ -37,6 +41,7 @@ from alerts.follows import (
 from alerts.matcher import BillInfo, StageChanged, VoteResult
 from alerts.messages import BillRef
 from alerts.push import load_or_create_vapid, parse_subscription, topic_for
+from alerts.schedule import DeliveryState, Outcome
 from alerts.store_sqlite import AlertStore
 from archive.bill_stages import Stage
 
@@ -372,3 +377,128 @@ async def test_one_endpoints_backlog_does_not_hold_back_others(store: AlertStore
         await Alerting(store, clock=lambda: 2000.0).publish(vote(99))
         claimed = await store.claim("w", now=3000.0, limit=2, per_endpoint=1, lease_s=60)
         assert sorted(c.event_id for c in claimed) == ["vote:0", "vote:99"]
+
+
+async def test_a_large_event_is_enqueued_in_chunks_waking_the_workers_after_each(
+    store: AlertStore, monkeypatch: pytest.MonkeyPatch
+):
+    """Chunked enqueue: the workers are woken as soon as the first chunk is written, every row is added once, and
+    publishing the event again (as the relay does after a crash midway) adds nothing."""
+    monkeypatch.setattr(delivery, "ENQUEUE_CHUNK", 2)
+    for i in range(5):
+        await webhook_follow(store, f"http://127.0.0.1:9/hook/{i}")
+
+    class Waker:
+        def __init__(self) -> None:
+            self.wakes: list[int] = []
+
+        def wake(self) -> None:
+            self.wakes.append(len(self.wakes))
+
+    waker = Waker()
+    assert await Alerting(store, waker).publish(vote()) == 5
+    assert len(waker.wakes) == 3 and len(await store.deliveries(event_id="vote:1")) == 5
+    assert await Alerting(store, waker).publish(vote()) == 0 and len(waker.wakes) == 3
+
+
+async def test_results_are_recorded_together_but_only_by_the_leases_owner(store: AlertStore):
+    """``finish_many`` writes a batch of results in one call; a row whose lease another worker holds is refused
+    (False) and keeps that worker's lease, while the others are recorded."""
+    for i in range(3):
+        await webhook_follow(store, f"http://127.0.0.1:9/hook/{i}")
+    now = 1_725_159_600.0
+    await Alerting(store, clock=Clock(now)).publish(vote())
+    mine = await store.claim("w_a", now=now, limit=2, per_endpoint=1, lease_s=60)
+    theirs = await store.claim("w_b", now=now, limit=5, per_endpoint=1, lease_s=60)
+    assert len(mine) == 2 and len(theirs) == 1
+    done = DeliveryState(1, None, "delivered")
+    answers = await store.finish_many(
+        [([r], done, Outcome.DELIVERED, 204, None) for r in [*mine, *theirs]], "w_a", now=now + 1
+    )
+    assert answers == [True, True, False]
+    rows = {r["id"]: r for r in await store.deliveries(event_id="vote:1")}
+    assert [rows[r.id]["state"] for r in mine] == ["delivered", "delivered"]
+    assert (rows[theirs[0].id]["state"], rows[theirs[0].id]["lease_owner"]) == ("pending", "w_b")
+
+
+async def test_sender_process_delivers_from_a_niced_child_and_is_restarted_if_it_dies(tmp_path: Path):
+    """ALERT_SENDER_NICE: the workers run in a child at a lower priority, woken by ``publish``; the alert arrives
+    signed as usual. Killed, the child is replaced and the next alert arrives too; ``stop`` ends it."""
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    await store.open()
+    async with receiver() as rx:
+        secret = await webhook_follow(store, rx.url + "/hook")
+        sp = SenderProcess(
+            path, base_url=BASE, vapid_path=tmp_path / "vapid.pem", allow_private=True, nice=5, poll_s=0.2
+        )
+        await sp.start()
+        try:
+            await Alerting(store, sp).publish(vote(1))
+            await until(lambda: len(rx.received) == 1)
+            assert sp.pid is not None and sp.pid != os.getpid()
+            assert psutil.Process(sp.pid).nice() == min(19, psutil.Process().nice() + 5)
+            assert Webhook(secret).verify(rx.received[0].body, rx.received[0].headers)["type"] == "bill.vote"
+            first = sp.pid
+            os.kill(first, signal.SIGKILL)
+            await until(lambda: sp.pid != first)
+            await Alerting(store, sp).publish(vote(2))
+            await until(lambda: len(rx.received) == 2)
+            await until_async(lambda: store.count(state="pending"), 0)
+        finally:
+            last = sp.pid
+            await sp.stop()
+        assert last is not None and not psutil.pid_exists(last)
+    assert [r["state"] for r in await store.deliveries()] == ["delivered", "delivered"]
+    await store.close()
+
+
+async def until_async(read: object, want: object) -> None:
+    while await read() != want:  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("channel", ["webhook", "push"])
+async def test_a_dns_failure_is_retried_and_only_a_refused_address_ends_the_endpoint(
+    store: AlertStore, tmp_path: Path, channel: str
+):
+    """The receiver's host does not resolve at send time (EAI_AGAIN: the resolver is down): the delivery is retried
+    on the schedule and the endpoint stays enabled. Once the host resolves to a private address, the URL policy
+    refuses it and the endpoint is disabled (a push subscription's keys erased)."""
+    clock = Clock(1000.0)
+    answers: list[object] = [socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")]
+
+    async def resolver(host: str, port: int) -> list[str]:
+        answer = answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    url = "https://receiver.example/hook/1"
+    if channel == "webhook":
+        await webhook_follow(store, url)
+    else:
+        sub = parse_subscription(Browser().subscription(url))
+        await store.create_follow(FollowRequest(Target(TargetKind.BILL, "42"), PushChannel(sub)), now=1.0)
+    ws = DeliveryWorkers(
+        store,
+        base_url=BASE,
+        vapid=load_or_create_vapid(tmp_path / "vapid.pem"),
+        allow_private=False,
+        resolver=resolver,
+        clock=clock,
+    )
+    await Alerting(store, ws, clock=clock).publish(vote())
+    assert await ws.run_once() == 1
+    (row,) = await store.deliveries()
+    endpoint = await store.endpoint(row["endpoint_id"])
+    assert (row["state"], row["attempts"]) == ("pending", 1) and row["next_at"] > clock.now
+    assert endpoint is not None and endpoint["disabled"] is None and "does not resolve" in row["last_error"]
+
+    answers[0] = ["10.20.30.40"]
+    clock.now = row["next_at"]
+    assert await ws.run_once() == 1
+    await ws.stop()
+    (row,) = await store.deliveries()
+    endpoint = await store.endpoint(row["endpoint_id"])
+    assert row["state"] == "gone" and endpoint is not None and endpoint["disabled"] == "gone"

@@ -21,15 +21,19 @@ from starlette.responses import Response
 from alerts.push import (
     MAX_PAYLOAD_BYTES,
     PUSH_GONE,
+    VAPID_EXPIRY_S,
+    VAPID_REFRESH_S,
     PushSubscription,
     SubscriptionError,
     application_server_key,
     b64url_decode,
     build_push,
+    encrypt,
     load_or_create_vapid,
     parse_subscription,
     send,
     topic_for,
+    vapid_headers,
 )
 from alerts.schedule import Outcome, classify
 
@@ -213,3 +217,43 @@ def test_malformed_subscriptions_name_the_field(mutate, field: str):
     with pytest.raises(SubscriptionError) as err:
         parse_subscription(mutate(good))
     assert err.value.field == field
+
+
+def jwt_claims(headers: dict[str, str]) -> dict[str, object]:
+    params = dict(p.strip().split("=", 1) for p in headers["Authorization"].removeprefix("vapid ").split(","))
+    return dict(json.loads(b64url_decode(params["t"].split(".")[1])))
+
+
+@pytest.mark.fast
+def test_vapid_token_is_reused_per_push_service_until_near_its_expiry():
+    """RFC 8292 lets a token serve until its exp: one signature per push service origin, a fresh one an hour before
+    exp, another origin gets its own audience; every token verifies."""
+    vapid = Vapid02()
+    vapid.generate_keys()
+    now = 1_800_000_000.0
+    sub = PushSubscription("https://fcm.example/send/a", Browser().p256dh, b64url(os.urandom(16)))
+    other = PushSubscription("https://push.other.example/b", Browser().p256dh, b64url(os.urandom(16)))
+    first = build_push(sub, b"{}", vapid=vapid, subject=SUBJECT, now=now)
+    again = build_push(sub, b"{}", vapid=vapid, subject=SUBJECT, now=now + VAPID_EXPIRY_S - VAPID_REFRESH_S - 1)
+    assert again.headers["Authorization"] == first.headers["Authorization"]
+    later = build_push(sub, b"{}", vapid=vapid, subject=SUBJECT, now=now + VAPID_EXPIRY_S - VAPID_REFRESH_S)
+    assert later.headers["Authorization"] != first.headers["Authorization"]
+    assert jwt_claims(later.headers)["exp"] == int(now) + 2 * VAPID_EXPIRY_S - VAPID_REFRESH_S
+    elsewhere = build_push(other, b"{}", vapid=vapid, subject=SUBJECT, now=now)
+    assert jwt_claims(elsewhere.headers)["aud"] == "https://push.other.example"
+    assert jwt_claims(first.headers)["aud"] == "https://fcm.example"
+    for request in (first, later, elsewhere):
+        assert Vapid02.verify(request.headers["Authorization"])
+    # A clock that went back never gets a token dated in its future.
+    assert vapid_headers(vapid, "https://fcm.example", SUBJECT, now - 10) != first.headers
+
+
+@pytest.mark.fast
+def test_each_message_has_its_own_key_and_salt_and_decrypts():
+    """RFC 8291: a fresh ephemeral key and salt per message, so two encryptions of one payload differ, and both
+    decrypt with the browser's keys (http_ece)."""
+    browser = Browser()
+    a = encrypt("ร่าง พ.ร.บ.".encode(), browser.p256dh, b64url(browser.auth))
+    b = encrypt("ร่าง พ.ร.บ.".encode(), browser.p256dh, b64url(browser.auth))
+    assert a[:16] != b[:16] and a[21:86] != b[21:86]  # salt, then the sender's public key
+    assert browser.decrypt(a) == browser.decrypt(b) == "ร่าง พ.ร.บ.".encode()

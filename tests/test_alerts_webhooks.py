@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import json
 import random
@@ -15,6 +16,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+import uvicorn
 from alerts_receiver import Received, receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.responses import Response
@@ -33,6 +35,7 @@ from alerts.schedule import (
     parse_retry_after,
     retry_delay,
 )
+from alerts.sender import MAX_DRAIN_BYTES, HttpSender
 from alerts.url_policy import UrlRefused, allow_private_from_env, check_url, parse_url, refusal_reason
 from alerts.webhooks import (
     SecretError,
@@ -44,6 +47,14 @@ from alerts.webhooks import (
     post,
     sign,
 )
+
+CLIENTS = pytest.mark.parametrize("kind", ["httpx", "lean"])
+
+
+def http_client(kind: str) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient | HttpSender]:
+    """Either client ``post`` takes: httpx (other callers) or the workers' ``HttpSender``."""
+    return httpx.AsyncClient() if kind == "httpx" else contextlib.aclosing(HttpSender())
+
 
 BODY = event_body(
     "bill.stage_changed",
@@ -66,10 +77,11 @@ def test_signature_matches_the_specifications_example():
     assert Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, UTC), body.decode()) == expected
 
 
-async def test_loopback_receiver_verifies_with_standardwebhooks():
+@CLIENTS
+async def test_loopback_receiver_verifies_with_standardwebhooks(kind: str):
     """A signed POST arrives at a real receiver and verifies with the standardwebhooks library, Thai intact."""
     secret = new_secret()
-    async with receiver() as rx, httpx.AsyncClient() as client:
+    async with receiver() as rx, http_client(kind) as client:
         request = build_request(
             rx.url + "/hook", BODY, msg_id=new_message_id(), timestamp=int(time.time()), secrets=[secret]
         )
@@ -128,7 +140,8 @@ def test_secrets_are_whsec_base64_of_enough_bytes():
 # ---- the signed POST -----------------------------------------------------------------------------------------------
 
 
-async def test_post_reports_status_and_retry_after_and_does_not_follow_redirects():
+@CLIENTS
+async def test_post_reports_status_and_retry_after_and_does_not_follow_redirects(kind: str):
     """503 with Retry-After comes back as such; a 302 is a failure and its target is never requested."""
     answers = iter(
         [
@@ -141,7 +154,7 @@ async def test_post_reports_status_and_retry_after_and_does_not_follow_redirects
     async def handler(_: Received) -> Response:
         return next(answers)
 
-    async with receiver() as rx, httpx.AsyncClient() as client:
+    async with receiver() as rx, http_client(kind) as client:
         rx.handler = handler
         request = build_request(
             rx.url + "/hook", BODY, msg_id="msg_3", timestamp=int(time.time()), secrets=[new_secret()]
@@ -152,7 +165,8 @@ async def test_post_reports_status_and_retry_after_and_does_not_follow_redirects
     assert [g.path for g in rx.received] == ["/hook"] * 3
 
 
-async def test_hanging_receiver_costs_at_most_the_timeout():
+@CLIENTS
+async def test_hanging_receiver_costs_at_most_the_timeout(kind: str):
     """A receiver that never answers gives a failed attempt (no status) once the timeout passes, not a hang."""
     release = asyncio.Event()
 
@@ -160,7 +174,7 @@ async def test_hanging_receiver_costs_at_most_the_timeout():
         await release.wait()
         return Response(status_code=204)
 
-    async with receiver() as rx, httpx.AsyncClient() as client:
+    async with receiver() as rx, http_client(kind) as client:
         rx.handler = hang
         request = build_request(
             rx.url + "/hook", BODY, msg_id="msg_4", timestamp=int(time.time()), secrets=[new_secret()]
@@ -170,15 +184,86 @@ async def test_hanging_receiver_costs_at_most_the_timeout():
     assert result.status is None and result.error is not None and "no answer" in result.error
 
 
-async def test_refused_connection_is_a_failed_attempt():
+@CLIENTS
+async def test_refused_connection_is_a_failed_attempt(kind: str):
     """Nothing listening: the attempt fails with no status and a reason, and does not raise."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before the POST: nothing listens there
-    async with httpx.AsyncClient() as client:
+    async with http_client(kind) as client:
         request = build_request(f"http://127.0.0.1:{port}/", BODY, msg_id="m", timestamp=1, secrets=[new_secret()])
         result = await post(client, request, timeout=5)
     assert result.status is None and result.error
+
+
+@contextlib.asynccontextmanager
+async def raw_receiver(answer, keep_alive_s: float = 5.0):
+    """uvicorn with a bare ASGI app: ``answer(path)`` gives (status, headers, body); records each request's client
+    port, so a test can tell which requests shared a TCP connection."""
+    ports: list[int] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        ports.append(scope["client"][1])
+        status, headers, body = answer(scope["path"])
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config.timeout_keep_alive = keep_alive_s
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", ports
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_lean_sender_reuses_a_connection_and_opens_another_once_the_receiver_closes_it():
+    """Keep-alive: three deliveries share one TCP connection; after the receiver closes the idle connection the next
+    delivery still arrives, on a new one."""
+    async with raw_receiver(lambda path: (204, [], b""), keep_alive_s=0.3) as (url, ports):
+        async with contextlib.aclosing(HttpSender()) as sender:
+            results = [await sender.post(url + "/hook", {"x-n": str(i)}, BODY, timeout=5) for i in range(3)]
+            await asyncio.sleep(0.8)  # the receiver's keep-alive ends: it closes the connection
+            results.append(await sender.post(url + "/hook", {}, BODY, timeout=5))
+    assert [r.status for r in results] == [204] * 4
+    assert ports[0] == ports[1] == ports[2] != ports[3]
+
+
+async def test_lean_sender_drops_a_connection_after_a_long_body_or_connection_close():
+    """A body longer than the drain limit is not read to its end (the status still counts) and its connection is
+    not reused; neither is one the receiver marks ``Connection: close``."""
+    answers = {
+        "/long": (200, [], b"x" * (MAX_DRAIN_BYTES * 4)),
+        "/close": (503, [(b"connection", b"close"), (b"retry-after", b"30")], b"busy"),
+        "/ok": (201, [], b"{}"),
+    }
+    async with raw_receiver(lambda path: answers[path]) as (url, ports):
+        async with contextlib.aclosing(HttpSender()) as sender:
+            long = await sender.post(url + "/long", {}, BODY, timeout=5)
+            ok1 = await sender.post(url + "/ok", {}, BODY, timeout=5)
+            closed = await sender.post(url + "/close", {}, BODY, timeout=5)
+            ok2 = await sender.post(url + "/ok", {}, BODY, timeout=5)
+    assert (long.status, ok1.status, ok2.status) == (200, 201, 201)
+    assert (closed.status, closed.retry_after) == (503, "30")
+    assert len(set(ports)) == 3 and ports[0] != ports[1] and ports[1] == ports[2] != ports[3]
+
+
+@pytest.mark.fast
+async def test_lean_sender_refuses_header_injection_without_sending():
+    """A header value with a line break never reaches the wire: the attempt fails with a reason."""
+    async with contextlib.aclosing(HttpSender()) as sender:
+        result = await sender.post("http://127.0.0.1:9/", {"x-a": "1\r\nx-b: 2"}, b"{}", timeout=1)
+    assert result.status is None and result.error is not None and "header" in result.error
 
 
 # ---- URL policy ----------------------------------------------------------------------------------------------------

@@ -99,14 +99,28 @@ def test_old_words_are_committed_even_when_passes_keep_disagreeing() -> None:
     assert [(c.kind, c.text) for c in captions] == [("final", "ask not"), ("partial", "what your")]
 
 
+def test_a_pass_that_may_not_agree_commits_nothing_but_is_agreed_with_later() -> None:
+    """`agree=False` (a pass over too short a window) shows the words as a partial only; the next
+    pass that may agree commits what it shares with it, and settling old words still applies."""
+    policy = CommitPolicy()
+    policy.observe(words("ask not what"), agree=False)
+    held = policy.observe(words("ask not what your"), agree=False)
+    assert [(c.kind, c.text) for c in held] == [("partial", "ask not what your")]
+    agreed = policy.observe(words("ask not what your country"))
+    assert [(c.kind, c.text) for c in agreed] == [("final", "ask not what your"), ("partial", "country")]
+
+    policy = CommitPolicy()
+    policy.observe(words("ask knot what"), agree=False)
+    settled = policy.observe(words("ask not what your"), agree=False, settle_before=0.65)
+    assert [(c.kind, c.text) for c in settled] == [("final", "ask not"), ("partial", "what your")]
+
+
 def test_end_of_utterance_commits_the_whole_hypothesis_and_opens_a_new_segment() -> None:
     """End of utterance makes everything final at once, and later captions get a new segment id."""
     policy = CommitPolicy(segment_prefix="s")
     policy.observe(words("ask not"))
     captions = policy.observe(words("ask not what your country"), end_of_utterance=True)
-    assert [(c.kind, c.text, c.segment_id) for c in captions] == [
-        ("final", "ask not what your country", "s0")
-    ]
+    assert [(c.kind, c.text, c.segment_id) for c in captions] == [("final", "ask not what your country", "s0")]
     later = policy.observe(tuple(Unit(u.text, u.start + 5, u.end + 5) for u in words("next words")))
     assert later[0].segment_id == "s1"
 
@@ -285,8 +299,7 @@ def test_a_pass_that_repeats_its_forced_prefix_is_cut() -> None:
     """When the decoder says the committed prefix again after new words, the repeat is dropped."""
     prefix = words("and so my")
     echoed = tuple(
-        Unit(u.text, u.start + 1, u.end + 1, True)
-        for u in words("fellow Americans and so my fellow Americans")
+        Unit(u.text, u.start + 1, u.end + 1, True) for u in words("fellow Americans and so my fellow Americans")
     )
     kept = collapse_loops(echoed, context=prefix)
     assert [u.text for u in kept] == ["fellow", "Americans"]
@@ -302,7 +315,21 @@ def test_known_silence_hallucinations_are_rejected() -> None:
     assert rejection_reason("ขอบคุณครับ", **sure) is None
     assert rejection_reason("ท่านประธานที่เคารพ", **sure) is None
     assert rejection_reason("...", **sure) == "no_words"
-    assert (
-        rejection_reason("อะไร", avg_logprob=-1.5, no_speech_prob=0.1, compression_ratio=1.0) == "low_logprob"
-    )
+    assert rejection_reason("อะไร", avg_logprob=-1.5, no_speech_prob=0.1, compression_ratio=1.0) == "low_logprob"
     assert rejection_reason("x", avg_logprob=-1.1, no_speech_prob=0.9, compression_ratio=1.0) == "no_speech"
+
+
+def test_a_lone_punctuation_commit_is_no_caption_line() -> None:
+    """Words final, then the utterance ends on just the "," after them: no final line of only punctuation; the
+    comma counts as committed (no later pass shows it again) and the next utterance's words become final as usual."""
+    policy = CommitPolicy()
+    said = words("ครับ")
+    policy.observe(said, audio_end=5.0)
+    assert [c.text for c in policy.observe(said, audio_end=5.0) if c.kind == "final"] == ["ครับ"]
+    comma = (Unit(",", 0.3, 0.4),)
+    captions = policy.observe(comma, follows_commit=True, end_of_utterance=True)
+    assert [c.text for c in captions if c.kind == "final"] == []
+    assert policy.last_final_end == 0.4
+    after = tuple(Unit(u.text, u.start + 1.0, u.end + 1.0, u.space_before) for u in words("ท่าน ประธาน"))
+    captions = policy.observe(after, end_of_utterance=True)
+    assert [c.text for c in captions if c.kind == "final"] == ["ท่าน ประธาน"]

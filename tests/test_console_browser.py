@@ -1,17 +1,22 @@
 """The staff console in headless Debian chromium, against the real server: an operator signs in, starts a sitting,
 sets the agenda and the speaker with one tap, records a vote and corrects a live caption, while a viewer's /watch
-page in another tab shows each change; a signed-out browser gets nothing."""
+page in another tab shows each change; an operator moves a bill's stage (linked to the sitting's agenda item) and the
+bill's public page shows it; a signed-out browser gets nothing, and a moderator cannot move a stage."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import argon2
+import httpx
 import pytest
 from chromium import needs_chromium
 from live_server import Running, serve, test_settings
 from playwright.async_api import Browser, BrowserContext, Page, expect
+from test_a11y_browser import axe_violations, describe
 
 from desk import accounts as acc
 from desk.accounts import SESSION_COOKIE, Passwords
@@ -164,6 +169,104 @@ async def test_a_signed_out_browser_and_a_moderator_get_nothing_to_operate(runni
     assert status == 403
 
 
+BILL_TITLE = "ร่างพระราชบัญญัติการศึกษาแห่งชาติ พ.ศ. ...."
+SITTING = "การประชุมสภาผู้แทนราษฎร ครั้งที่ ๓"
+
+
+async def furnish_bill(running: Running) -> dict[str, Any]:
+    """A bill at its House first reading (entered 1 Feb 2026), and a sitting whose current agenda item is that bill;
+    returns the API's view of the bill (its next stages among it)."""
+    async with httpx.AsyncClient(base_url=running.url, headers=running.auth) as http:
+        bill = {"id": "bill-edu", "title": BILL_TITLE, "type": "ordinary", "stage": "house_first_reading"}
+        assert (await http.post("/api/bills", json={**bill, "on": "2026-02-01"})).status_code == 201
+        sitting = {"id": "s-edu", "title": SITTING, "chamber": "joint"}
+        assert (await http.post("/api/sittings", json=sitting)).status_code == 201
+        item = {"title": "ร่าง พ.ร.บ. การศึกษา", "bill_id": "bill-edu", "order": 1}
+        assert (await http.post("/api/sittings/s-edu/agenda", json=item)).status_code in (200, 201)
+        return dict((await http.get("/api/bills/bill-edu")).json())
+
+
+async def test_an_operator_moves_a_bills_stage_and_its_public_page_shows_it(running: Running, context: BrowserContext):
+    """Find the bill by name, see its stage, pick one of the stages that may follow, link it to the chosen sitting's
+    current agenda item and submit: the console and the public API and page show the new stage. A date before the
+    last change is refused by the API and the message is tied to the date field."""
+    before = await furnish_bill(running)
+    allowed = before["next_stages"]
+    assert allowed
+    target = allowed[0]
+
+    console = await context.new_page()
+    await sign_in(console, running.url)
+    await console.locator("#sitting-list").get_by_role("button", name=SITTING).click()
+    await expect(console.locator("#control-title")).to_have_text(SITTING)
+
+    await console.get_by_label("ค้นหาร่างกฎหมาย (ชื่อหรือรหัส)").fill("การศึกษาแห่งชาติ")
+    await console.get_by_role("button", name="ค้นหา", exact=True).click()
+    await console.locator("#bill-list").get_by_role("button", name=BILL_TITLE).click()
+    await expect(console.locator("#bill-title")).to_have_text(BILL_TITLE)
+    await expect(console.locator("#bill-stage")).to_have_attribute("data-stage", "house_first_reading")
+    await expect(console.locator("#stage-choices input[type=radio]")).to_have_count(len(allowed))
+
+    # Refused by the API: the date is before the bill's last change; the message sits by the date, which is marked.
+    date = console.get_by_label("วันที่ (เว้นว่างคือวันนี้)")
+    await console.get_by_label(target["label"], exact=True).check()
+    await date.fill("2026-01-15")
+    await console.get_by_role("button", name="บันทึกขั้นตอนใหม่").click()
+    await expect(console.locator("#stage-on-error")).to_contain_text("2026-02-01")
+    await expect(date).to_have_attribute("aria-invalid", "true")
+    await expect(date).to_be_focused()
+    await expect(console.locator("#bill-stage")).to_have_attribute("data-stage", "house_first_reading")
+    # The bill panel, its choices and an error shown, passes axe's WCAG 2.2 AA rules (as /console does signed in).
+    assert describe(await axe_violations(console)) == ""
+
+    await date.fill("2026-03-10")
+    await console.get_by_label("วาระปัจจุบัน: ร่าง พ.ร.บ. การศึกษา").check()
+    await console.get_by_label("หมายเหตุ (ถ้ามี)").fill("มติที่ประชุมรับหลักการ")
+    await console.get_by_role("button", name="บันทึกขั้นตอนใหม่").click()
+    await expect(console.locator("#notice")).to_have_text(f"ย้ายร่างไปขั้นตอน: {target['label']}")
+    await expect(console.locator("#bill-stage")).to_have_attribute("data-stage", target["stage"])
+    await expect(console.locator("#stage-on-error")).to_have_text("")
+
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        after = (await http.get("/api/bills/bill-edu")).json()
+    assert after["bill"]["stage"] == target["stage"]
+    last = after["stages"][-1]
+    assert last["on"] == "2026-03-10" and last["sitting_id"] == "s-edu" and last["agenda_item_id"] is not None
+    assert last["note"] == "มติที่ประชุมรับหลักการ"
+    public = await context.new_page()
+    await public.goto(f"{running.url}/bills/bill-edu")
+    await expect(public.locator("#stages li").last).to_have_attribute("data-stage", target["stage"])
+    await expect(public.locator("#stages li").last).to_contain_text(target["label"])
+
+
+async def test_a_moderator_cannot_move_a_bills_stage_and_the_console_says_so(running: Running, context: BrowserContext):
+    """A moderator sees the bill and its stage but no stage form, and a note saying the operator role is needed; the
+    API answers 403 to a stage change from their session, and the form (forced into view) says why. The bill stays
+    where it was."""
+    await furnish_bill(running)
+    page = await context.new_page()
+    await sign_in(page, running.url, "malee")
+    await expect(page.locator("#bill-no-right")).to_be_visible()
+    await page.locator("#bill-list").get_by_role("button", name=BILL_TITLE).click()
+    await expect(page.locator("#bill-stage")).to_have_attribute("data-stage", "house_first_reading")
+    await expect(page.locator("#stage-form")).to_be_hidden()
+    status = await page.evaluate(
+        """async () => {
+            const me = await (await fetch('/api/staff/me')).json();
+            const r = await fetch('/api/bills/bill-edu/stages', {method: 'POST', headers: {'Content-Type':
+                'application/json', 'X-CSRF-Token': me.csrf}, body: JSON.stringify({stage: 'house_committee'})});
+            return r.status;
+        }"""
+    )
+    assert status == 403
+    await page.evaluate("document.getElementById('stage-form').hidden = false")
+    await page.locator("#stage-choices input[type=radio]").first.check()
+    await page.get_by_role("button", name="บันทึกขั้นตอนใหม่").click()
+    await expect(page.locator("#stage-error")).to_contain_text("ผู้ควบคุมการประชุม")
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        assert (await http.get("/api/bills/bill-edu")).json()["bill"]["stage"] == "house_first_reading"
+
+
 FOCUSED_ID = "() => document.activeElement && document.activeElement.id"
 
 
@@ -204,3 +307,46 @@ async def test_the_console_works_by_keyboard_on_a_phone_and_a_tablet_without_sid
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         await ctx.close()
+
+
+async def test_an_error_on_a_link_whose_box_was_disabled_meanwhile_focuses_the_nearest_enabled_control(
+    running: Running, context: BrowserContext
+):
+    """The operator links the stage change to the current agenda item; while the request is on its way the agenda
+    moves on and the box is disabled. The API's refusal naming ``agenda_item_id`` then focuses the nearest enabled
+    box of the links (the sitting), marked invalid and described by the error; with every box disabled, the links'
+    group itself, which the error describes."""
+    await furnish_bill(running)
+    page = await context.new_page()
+    await sign_in(page, running.url)
+    await page.locator("#sitting-list").get_by_role("button", name=SITTING).click()
+    await expect(page.locator("#control-title")).to_have_text(SITTING)
+    await page.locator("#bill-list").get_by_role("button", name=BILL_TITLE).click()
+    await expect(page.locator("#bill-title")).to_have_text(BILL_TITLE)
+    await page.locator("#stage-choices input[type=radio]").first.check()
+    await page.get_by_label("วาระปัจจุบัน: ร่าง พ.ร.บ. การศึกษา").check()
+
+    disable = ["stage-link-agenda"]
+
+    async def refused(route: Any) -> None:
+        # The console redraws the links meanwhile (the agenda moved on); the API then refuses the item.
+        await page.evaluate("ids => ids.forEach(id => { document.getElementById(id).disabled = true; })", disable)
+        field = "agenda_item_id" if len(disable) == 1 else "vote_id"
+        body = {"ok": False, "status": 409, "error": f"{field}: no longer current", "field": field}
+        await route.fulfill(status=409, json=body)
+
+    await page.route("**/api/bills/bill-edu/stages", refused)
+    await page.get_by_role("button", name="บันทึกขั้นตอนใหม่").click()
+    await expect(page.locator("#stage-link-error")).to_contain_text("no longer current")
+    sitting = page.locator("#stage-link-sitting")
+    await expect(sitting).to_be_focused()
+    await expect(sitting).to_have_attribute("aria-invalid", "true")
+    await expect(sitting).to_have_attribute("aria-describedby", re.compile(r"\bstage-link-error\b"))
+
+    disable[:] = ["stage-link-sitting", "stage-link-agenda", "stage-link-vote"]
+    await page.get_by_role("button", name="บันทึกขั้นตอนใหม่").click()
+    await expect(page.locator("#stage-link-error")).to_contain_text("vote_id")
+    focused = await page.evaluate(
+        "() => [document.activeElement.tagName, document.activeElement.getAttribute('aria-describedby')]"
+    )
+    assert focused == ["FIELDSET", "stage-link-error"]

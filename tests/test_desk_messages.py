@@ -16,7 +16,7 @@ from desk.accounts import Principal
 from desk.accounts_sqlite import Forbidden
 from desk.attachments import AttachmentMeta
 from desk.messages import InvalidMessage, InvalidTransition, SubmissionLimits
-from desk.messages_sqlite import Duplicate, MessageStore
+from desk.messages_sqlite import Duplicate, MessageStore, PushTarget
 from desk.ratelimit import BucketPolicy, TokenBuckets
 from desk.sealing import Keyring, SealError, new_setting_entry
 
@@ -459,3 +459,86 @@ def test_rotate_keys_reseals_old_contacts_under_the_current_key(tmp_path: Path, 
     third = MessageStore(tmp_path / "d.db", keyring=Keyring.from_setting(k2), clock=clock)
     assert third.contact(MODERATOR, message_id) == msg.Contact(email=EMAIL, phone=PHONE)
     third.close()
+
+
+# ---- sender notices: the outbox the notice worker drains (alerts/message_notices.py) ---------------------------------
+
+PUSH = PushTarget("https://push.example/p/1", "B" + "x" * 86, "a" * 22)
+
+
+def test_notices_are_leased_retried_and_sent_once(store: MessageStore, clock: Clock) -> None:
+    """A change makes one email notice and one per subscribed browser, each carrying the code; a claimed notice is
+    leased (not claimed again until the lease ends, as after a crash), a retried one waits for its time, and a sent
+    one never comes back."""
+    message_id, code = submit(store)
+    assert store.subscribe_push(code, PUSH) is True
+    assert store.subscribe_push(code, PUSH) is False  # the same browser again: refreshed, not doubled
+    store.transition(MODERATOR, message_id, "in_review")
+    first = store.claim_notices(lease_s=60)
+    by_channel = {n.channel: n for n in first}
+    assert set(by_channel) == {"email", "push"} and all(n.code == code for n in first)
+    assert by_channel["email"].email == EMAIL and by_channel["push"].push == PUSH
+    assert store.claim_notices(lease_s=60) == []
+    store.notice_retry(by_channel["email"].id, attempts=1, next_s=clock() + 5, error="451 try later")
+    store.notice_sent(by_channel["push"].id)
+    assert store.claim_notices(lease_s=60) == []
+    assert store.next_notice_s() == clock() + 5
+    clock.advance(5)
+    [again] = store.claim_notices(lease_s=60)
+    assert (again.id, again.attempts) == (by_channel["email"].id, 1)
+    store.notice_sent(again.id)
+    clock.advance(3600)
+    assert store.claim_notices(lease_s=60) == [] and store.next_notice_s() is None
+
+    store.transition(MODERATOR, message_id, "closed")
+    leased = store.claim_notices(lease_s=60)
+    assert len(leased) == 2
+    clock.advance(61)  # the claimer died: its lease ran out
+    assert {n.id for n in store.claim_notices(lease_s=60)} == {n.id for n in leased}
+
+
+def test_a_failed_notice_and_a_removed_subscription_are_not_claimed(store: MessageStore) -> None:
+    message_id, code = submit(store)
+    store.subscribe_push(code, PUSH)
+    store.transition(MODERATOR, message_id, "in_review")
+    notices = {n.channel: n for n in store.claim_notices(lease_s=0)}
+    store.notice_failed(notices["email"].id, attempts=8, error="550 no such user")
+    assert notices["push"].push_id is not None
+    store.remove_push(notices["push"].push_id)
+    assert store.claim_notices(lease_s=0) == [] and store.push_count(code) == 0
+    with store._db as conn:
+        rows = conn.execute("SELECT channel, failed_at, last_error FROM desk_message_notices").fetchall()
+    assert [(r["channel"], r["failed_at"] is not None, r["last_error"]) for r in rows] == [
+        ("email", True, "550 no such user")
+    ]
+
+
+def test_rotate_keys_reseals_the_kept_code_and_push_subscriptions(tmp_path: Path, clock: Clock) -> None:
+    """The code kept for notices and the push subscriptions are re-sealed too, so the old key can go."""
+    k1, k2 = new_setting_entry("k1"), new_setting_entry("k2")
+    first = MessageStore(tmp_path / "d.db", keyring=Keyring.from_setting(k1), clock=clock)
+    message_id, code = submit(first)
+    first.subscribe_push(code, PUSH)
+    first.close()
+    second = MessageStore(tmp_path / "d.db", keyring=Keyring.from_setting(f"{k2},{k1}"), clock=clock)
+    assert second.rotate_keys() == 1 and second.rotate_keys() == 0
+    second.close()
+    third = MessageStore(tmp_path / "d.db", keyring=Keyring.from_setting(k2), clock=clock)
+    third.transition(MODERATOR, message_id, "in_review")
+    claimed = third.claim_notices(lease_s=60)
+    assert sorted(n.channel for n in claimed) == ["email", "push"] and {n.code for n in claimed} == {code}
+    third.close()
+
+
+def test_a_push_only_sender_is_erased_by_retention(store: MessageStore, clock: Clock) -> None:
+    """A suggestion without contact whose sender subscribed a browser: retention erases the subscription and the
+    kept code (an audit entry), and changes after that notify nobody."""
+    message_id, code = submit(store, kind="suggestion", email=None, phone=None)
+    assert store.subscribe_push(code, PUSH) is True
+    clock.advance(31 * 86400)
+    assert store.retention() == 1 and store.retention() == 0
+    assert store.push_count(code) == 0
+    store.transition(MODERATOR, message_id, "in_review")
+    assert store.claim_notices(lease_s=60) == []
+    with store._db as conn:
+        assert conn.execute("SELECT code_sealed FROM desk_messages").fetchone()[0] is None

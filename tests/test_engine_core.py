@@ -203,6 +203,30 @@ def test_two_agreeing_passes_make_words_final_and_force_them_as_prefix() -> None
     assert len(text) == len(set(text))
 
 
+def test_passes_over_a_short_window_show_partials_but_commit_nothing() -> None:
+    """Below `min_commit_window_s` of audio, agreeing passes only show partials; the first pass
+    over a long enough window commits what it shares with the one before. With the rule off, the
+    second pass already commits."""
+    words = spoken(1.0, 20)
+    config = EngineConfig(min_commit_window_s=2.0)
+    stream = Stream(EngineCore(config=config), ScriptedSpeech(words), spans=[(1.0, 9.0)])
+    stream.play(5.0)
+    first_final = next(
+        i for i, (_, captions) in enumerate(stream.by_request) if any(c.kind == "final" for c in captions)
+    )
+    assert first_final >= 2, "no short pass before the first commit"
+    for request, captions in stream.by_request[:first_final]:
+        assert request.end - request.start < config.min_commit_window_s
+        assert [c.kind for c in captions] == ["partial"]
+    request, _ = stream.by_request[first_final]
+    assert request.end - request.start >= config.min_commit_window_s
+    assert finals(stream.captions).startswith("waa wab")
+
+    eager = Stream(EngineCore(config=EngineConfig(min_commit_window_s=0.0)), ScriptedSpeech(words), spans=[(1.0, 9.0)])
+    eager.play(5.0)
+    assert any(c.kind == "final" for c in eager.by_request[1][1])
+
+
 def test_a_closed_utterance_heard_by_the_last_partial_becomes_final_without_a_pass() -> None:
     """When the last partial pass already ran past the utterance's end, its words become the final."""
     words = spoken(1.0, 4)  # ends at 2.55

@@ -15,7 +15,9 @@ import websockets
 from live_server import Running, serve, test_settings
 
 from broadcast import closecodes
+from broadcast.broker_memory import MemoryBroker
 from broadcast.envelope import Event
+from broadcast.hub import Hub
 from broadcast.outbox import Frame, Outbox
 from broadcast.ws_protocol import _Flag, _Inbox, text_frame
 
@@ -131,6 +133,79 @@ async def test_flag_wakes_every_waiter_when_set():
     flag.set()
     await asyncio.gather(*waiters)
     assert flag.is_set()
+
+
+# ---- the hub's sliced fan-out (a real in-process broker, a tiny slice so a few subscribers need several) --------
+
+
+async def _sliced_hub(n: int, slice_: int = 10) -> tuple[Hub, MemoryBroker, list[Outbox]]:
+    broker = MemoryBroker()
+    # A zero time budget: one slice per turn of the loop, so the test can watch the turns.
+    hub = Hub(broker, fanout_slice=slice_, fanout_step_s=0.0)
+    await hub.start()
+    outboxes = [Outbox(100) for _ in range(n)]
+    for outbox in outboxes:
+        await hub.subscribe(outbox, CHANNEL)
+        outbox.take_now()  # the ``subscribed`` frame
+    return hub, broker, outboxes
+
+
+async def _fanned_out(hub: Hub) -> None:
+    async with asyncio.timeout(10):
+        while hub.fanout_backlog:
+            await asyncio.sleep(0)
+
+
+async def test_a_fan_out_bigger_than_a_slice_lets_other_work_run_and_keeps_every_subscriber_in_order():
+    """95 subscribers, slices of 10, 5 events published back to back: other coroutines run before the fan-out ends
+    (it is not one synchronous pass), and every subscriber still gets seqs 1..5 once each, in order."""
+    hub, broker, outboxes = await _sliced_hub(95)
+    try:
+        for i in range(5):
+            await broker.publish(CHANNEL, "caption.final", {"i": i})
+        # Only the first slice of the first event went out inside publish(); the rest is still to come.
+        assert hub.fanout_backlog == 5
+        assert [len(o) for o in outboxes].count(1) == 10 and sum(len(o) for o in outboxes) == 10
+        await asyncio.sleep(0)  # one turn of the loop: this coroutine ran while the fan-out was under way
+        assert hub.fanout_backlog > 0
+        await _fanned_out(hub)
+        for outbox in outboxes:
+            assert [f.seq for f in outbox.take_now() if isinstance(f, Event)] == [1, 2, 3, 4, 5]
+        # Idle again: a small event goes out inline once more.
+        await broker.publish(CHANNEL, "caption.final", {"i": 5})
+        assert hub.fanout_backlog == 1  # 95 > 10: sliced again
+        await _fanned_out(hub)
+        assert all([f.seq for f in o.take_now() if isinstance(f, Event)] == [6] for o in outboxes)
+    finally:
+        await hub.close()
+
+
+async def test_a_subscriber_that_leaves_during_a_sliced_fan_out_gets_nothing_more():
+    """Unsubscribing between slices: the event it had not reached yet is not delivered after the unsubscribe."""
+    hub, broker, outboxes = await _sliced_hub(30)
+    try:
+        subs = {id(s.outbox): s for s in hub._subs[CHANNEL]}
+        await broker.publish(CHANNEL, "caption.final", {"i": 0})
+        waiting = [o for o in outboxes if len(o) == 0]
+        assert len(waiting) == 20
+        await hub.unsubscribe(subs[id(waiting[0])])
+        await _fanned_out(hub)
+        assert len(waiting[0]) == 0
+        assert all(len(o) == 1 for o in outboxes if o is not waiting[0])
+    finally:
+        await hub.close()
+
+
+@pytest.mark.fast
+async def test_a_small_audience_is_served_inline_without_a_fan_out_task():
+    """At most one slice of subscribers: publish() has delivered to all of them when it returns."""
+    hub, broker, outboxes = await _sliced_hub(10)
+    try:
+        await broker.publish(CHANNEL, "caption.final", {"i": 0})
+        assert hub.fanout_backlog == 0 and hub._fanout_task is None
+        assert all(len(o) == 1 for o in outboxes)
+    finally:
+        await hub.close()
 
 
 # ---- over a real socket ------------------------------------------------------------------------------------------

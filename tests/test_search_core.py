@@ -132,6 +132,17 @@ def test_fold_offsets_agree_with_fold() -> None:
         assert all(fold(text[a:b]) in (c, "") or c == " " for c, a, b in zip(folded, starts, ends, strict=True))
 
 
+def test_fold_offsets_fast_path_agrees_with_the_character_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts that fold one character to one take a shortcut; it gives the character loop's folding and offsets."""
+    import archive.search as core
+
+    texts = ["ส.ว. สมชาย ๒๕๖๘", "COVID-19  ระบาด!", "“ร่าง” พ.ร.บ. ปีงบประมาณ", "  İstanbul ǅ ß  ", "ประจ\u0e4d\u0e32ปี"]
+    fast = [fold_with_offsets(t) for t in texts]
+    # Force the loop for every text: a _prefold whose output never has the input's length.
+    monkeypatch.setattr(core, "_prefold", lambda text: "")
+    assert [fold_with_offsets(t) for t in texts] == fast
+
+
 def test_relevance_counts_occurrences() -> None:
     """More occurrences of the query's terms score higher, capped so one repetitive segment cannot dominate."""
     q = parse_query("งบ")

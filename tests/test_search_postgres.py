@@ -113,6 +113,50 @@ async def test_filters(db: Conn) -> None:
     assert await all_ids(db, "ประชาชน", SearchFilters.from_params({"from": "2025-05-01", "to": "2025-01-01"})) == []
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sitting": "s2"},
+        {"from": "2025-03-01", "to": "2025-06-30"},
+        {"from": "2025-03-05"},
+        {"chamber": "joint"},
+        {"speaker": SPEAKERS[1]},
+        {"bill": "bill-a"},
+        {"agenda_item": "2"},
+        {"chamber": "senate", "speaker": SPEAKERS[0], "from": "2025-01-01", "to": "2025-12-31"},
+        {"from": "2025-05-01", "to": "2025-01-01"},
+    ],
+)
+async def test_filters_through_the_index_window_match_the_filtered_scan(db: Conn, params: dict[str, str]) -> None:
+    """Filters applied in the GIN scan (facet keys, month keys, id spans) find exactly what a scan of every
+    filtered document finds, window after window."""
+    filters = SearchFilters.from_params(params)
+    for q in ("ประชาชน", "ใน", "งบประมาณ"):
+        assert sorted(await all_ids(db, q, filters, window=7)) == sorted(await all_ids(db, q, filters, window=5000))
+
+
+async def test_sitting_time_moves_the_month_a_date_filter_finds(db: Conn) -> None:
+    """set_sitting_time rewrites a sitting's month key: a date filter served by the index finds the moved sitting
+    under its new date and not its old one."""
+    march = SearchFilters.from_params({"from": "2025-03-01", "to": "2025-03-31"})
+    before = await all_ids(db, "ใน", march, window=7)
+    assert before
+    await idx.set_sitting_time(db, "s2", "2025-09-01T02:30:00.000Z")
+    assert await all_ids(db, "ใน", march, window=7) == []
+    september = SearchFilters.from_params({"from": "2025-09-01", "to": "2025-09-30"})
+    assert sorted(await all_ids(db, "ใน", september, window=7)) == sorted(before)
+
+
+async def test_an_index_from_before_migration_7_is_keyed_by_backfill(db: Conn) -> None:
+    """Rows written before keyed terms (no terms, no facets) are found once backfill has keyed them, in batches."""
+    expected = {q: sorted(await all_ids(db, q, window=7)) for q in LABELLED}
+    await db.execute("UPDATE search_docs SET terms = NULL, facets = NULL")
+    assert await all_ids(db, "งบประมาณ", window=7) == []  # the index window needs keys
+    # (366 rows; the store's loop calls it until 0, which a database without the archive's tables cannot reach)
+    assert [await idx.backfill(db, limit=100) for _ in range(4)] == [100, 100, 100, 66]
+    assert {q: sorted(await all_ids(db, q, window=7)) for q in LABELLED} == expected
+
+
 async def test_bad_limit_and_cursor_name_the_field(db: Conn) -> None:
     """A limit out of range or a cursor that is not one is refused, naming the field."""
     for limit in (0, 101):
@@ -237,3 +281,49 @@ async def test_bulk_copy_then_indexes_finds_what_index_segments_finds(db: Conn) 
     cur = await db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'search_docs'")
     assert (await cur.fetchone()) == (len(idx._INDEXES) + 1,)  # and the primary key
     assert {q: set(await all_ids(db, q)) for q in LABELLED} == before  # (ranked otherwise: other sittings)
+
+
+# search_postgres's schema as it was before migration 7 (created by ensure_schema, outside the migrations).
+_SCHEMA_6 = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE search_docs (
+    doc BIGINT PRIMARY KEY, sitting_id TEXT NOT NULL, start_ms BIGINT NOT NULL, at BIGINT NOT NULL, day TEXT NOT NULL,
+    chamber TEXT, speaker TEXT, agenda_item_id BIGINT, bill_id TEXT, text TEXT NOT NULL, folded TEXT NOT NULL
+);
+CREATE INDEX search_docs_folded_trgm ON search_docs USING gin (folded gin_trgm_ops);
+"""
+
+
+async def test_a_store_at_schema_6_upgrades_and_keys_its_index(postgres_url: str) -> None:
+    """A database at schema 6 with a pg_trgm index opens at schema 7: the trigram index is gone, every indexed row
+    is keyed before the store serves, and searches through the index window find them."""
+    from archive.store_postgres import _MIGRATIONS, SCHEMA_VERSION
+
+    conn = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version, sql in enumerate(_MIGRATIONS[:6], start=1):
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_version VALUES (%s, '2025-01-01T00:00:00Z')", (version,))
+            await conn.execute(_SCHEMA_6)
+            rows = [
+                (n, "s1", n * 1000, 1_736_476_200_000 + n, "2025-01-10", "senate", None, None, None, t, fold(t))
+                for n, t in enumerate(corpus_lines(60), start=1)
+            ]
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO search_docs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows
+                )
+        expected = sorted(n for n, *_, folded in rows if score(parse_query("ใน"), folded) is not None)
+        async with PostgresStore(postgres_url) as store:
+            cur = await conn.execute("SELECT max(version) FROM schema_version")
+            assert await cur.fetchone() == (SCHEMA_VERSION,)
+            cur = await conn.execute("SELECT count(*) FROM search_docs WHERE terms IS NULL OR facets IS NULL")
+            assert await cur.fetchone() == (0,)
+            cur = await conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'search_docs'")
+            assert "search_docs_folded_trgm" not in {r[0] for r in await cur.fetchall()}
+            assert expected and sorted(await all_ids(conn, "ใน", window=5)) == expected
+            assert (await store.search("ใน", limit=100)).hits
+    finally:
+        await conn.close()

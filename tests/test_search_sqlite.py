@@ -171,6 +171,32 @@ def test_bad_filters_name_the_field(params: dict[str, str], field: str) -> None:
     assert err.value.field == field
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sitting": "s2"},
+        {"from": "2025-03-01", "to": "2025-06-30"},
+        {"from": "2025-03-05"},
+        {"chamber": "joint"},
+        {"speaker": SPEAKERS[1]},
+        {"bill": "bill-a"},
+        {"agenda_item": "2"},
+        {"chamber": "senate", "speaker": SPEAKERS[0], "from": "2025-01-01", "to": "2025-12-31"},
+        {"from": "2025-05-01", "to": "2025-01-01"},
+    ],
+)
+def test_filters_through_the_index_window_match_the_filtered_scan(
+    db: sqlite3.Connection, params: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filters tested by index probes on the FTS5 candidates, with the candidate cap cutting windows short, find
+    exactly what a scan of every filtered document finds."""
+    filters = SearchFilters.from_params(params)
+    for factor in (idx.CANDIDATE_FACTOR, 2):
+        monkeypatch.setattr(idx, "CANDIDATE_FACTOR", factor)
+        for q in ("ประชาชน", "ใน", "งบประมาณ"):
+            assert sorted(all_ids(db, q, filters, window=7)) == sorted(all_ids(db, q, filters, window=5000))
+
+
 def test_bad_limit_and_cursor_name_the_field(db: sqlite3.Connection) -> None:
     """A limit out of range or a cursor that is not one is refused, naming the field."""
     for limit in (0, 101):
@@ -251,3 +277,29 @@ def test_searchable_once_the_write_commits(tmp_path: Path, db: sqlite3.Connectio
     hit = idx.search(reader, "ลงมติ", SearchFilters(speaker=SPEAKERS[2])).hits[0]
     assert (hit.segment_id, hit.sitting_id, hit.day) == (70000, "s3", "2025-06-20")
     reader.close()
+
+
+async def test_a_store_at_schema_6_with_its_search_index_opens_at_schema_7(tmp_path: Path) -> None:
+    """Migration 7 takes over the search tables that ensure_schema created before it: an archive at schema 6 with
+    indexed segments opens at schema 7 and finds them as before."""
+    from archive.store_sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
+
+    path = tmp_path / "archive.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, sql in enumerate(_MIGRATIONS[:6], start=1):
+        conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+    idx.ensure_schema(conn)
+    docs = [SegmentDoc(n, "s1", n, t, SITTINGS[0][1]) for n, t in enumerate(corpus_lines(60), start=1)]
+    conn.execute("BEGIN")
+    idx.index_segments(conn, docs)
+    conn.execute("COMMIT")
+    before = sorted(all_ids(conn, "ใน", window=5))
+    conn.close()
+    async with SqliteStore(path) as store:
+        assert sorted(h.segment_id for h in (await store.search("ใน", limit=100)).hits) == before
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert before and sorted(all_ids(conn, "ใน", window=5)) == before
+    finally:
+        conn.close()

@@ -23,7 +23,7 @@ from broadcast.broker import Broker, BrokerUnavailable, EventHandler
 from broadcast.broker_memory import MemoryBroker
 from broadcast.broker_redis import RedisBroker
 from broadcast.envelope import Event, Position
-from broadcast.hub import Hub, Subscribed
+from broadcast.hub import Hub, Subscribed, UnknownChannel
 from broadcast.outbox import Frame, Outbox
 
 WAIT_S = 15.0
@@ -325,6 +325,44 @@ async def test_a_subscriber_joining_while_the_last_one_leaves_waits_for_the_rele
     assert event_seqs(await received(outbox, event.seq)) == [event.seq]
     await hub.unsubscribe(joining.result()[0])
     assert hub.state_sizes() == (0, 0, 0)
+
+
+@pytest.mark.fast
+async def test_a_burst_asks_the_archive_once_whether_the_channel_exists_and_never_keeps_a_no() -> None:
+    """500 subscribers arriving while the archive is asked: one question answers all of them, and the "yes" serves
+    the next subscriber too; an unknown channel is asked about every time (a "no" is never kept), and a failing
+    check reaches every waiter as BrokerUnavailable without being kept either."""
+    asked: Counter[str] = Counter()
+    gate = asyncio.Event()
+    answers = {CH: True, "sitting:nope": False}
+
+    async def exists(channel: str) -> bool:
+        asked[channel] += 1
+        await gate.wait()
+        if channel not in answers:
+            raise OSError("archive down")
+        return answers[channel]
+
+    hub = Hub(MemoryBroker(), channel_exists=exists)
+    await hub.start()
+    waiting = [asyncio.ensure_future(hub.subscribe(Outbox(limit=100), CH)) for _ in range(500)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*waiting)
+    await hub.subscribe(Outbox(limit=100), CH)
+    assert asked[CH] == 1 and hub.subscription_count == 501
+    for _ in range(3):
+        with pytest.raises(UnknownChannel):
+            await hub.subscribe(Outbox(limit=100), "sitting:nope")
+    assert asked["sitting:nope"] == 3
+    failing = await asyncio.gather(
+        *(hub.subscribe(Outbox(limit=100), "sitting:down") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, BrokerUnavailable) for r in failing) and asked["sitting:down"] == 1
+    with pytest.raises(BrokerUnavailable):
+        await hub.subscribe(Outbox(limit=100), "sitting:down")
+    assert asked["sitting:down"] == 2
+    await hub.close()
 
 
 @pytest.mark.fast

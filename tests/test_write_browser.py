@@ -1,18 +1,23 @@
 """/write and /write/status/{code} in headless Debian chromium, under the app's own CSP: a message with an
-attachment goes in, its tracking code leads to the status page, and markup in it stays text."""
+attachment goes in, its tracking code leads to the status page, and markup in it stays text; the status page's
+"notify me" subscribes the browser to Web Push notices of the message's status."""
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from alerts_receiver import receiver
 from chromium import needs_chromium
 from live_server import TOKEN, Running, serve, test_settings
 from PIL import Image
 from playwright.async_api import Browser, Page, expect
+from test_alerts_wiring import Browser as PushKeys
+from test_alerts_wiring import until
 from test_security_headers import RECORD_VIOLATIONS
 
 from desk.sealing import new_setting_entry
@@ -114,3 +119,61 @@ async def test_an_unknown_code_says_so(running: Running, strict_page: Page):
     """A status page for a code that names nothing says it was not found."""
     await strict_page.goto(f"{running.url}/write/status/ABCD-EFGH-JKLM-NPQR")
     await expect(strict_page.locator("#load-error")).to_contain_text("ไม่พบข้อความ")
+
+
+# Chromium's own push service (FCM) is outside this network, so ``PushManager.prototype.subscribe`` is replaced (as in
+# tests/test_follow_browser.py) by one that returns a subscription to a push service on loopback, with keys this test
+# holds. Everything else is real: the service worker's registration at /sw.js, the VAPID key fetched, the POST, the
+# status change, the server encrypting and sending the notice, and the loopback service decrypting it.
+FAKE_SUBSCRIBE = """
+(() => {
+  const sub = %s;
+  window.__subscribeKey = null;
+  PushManager.prototype.getSubscription = async function () { return null; };
+  PushManager.prototype.subscribe = async function (options) {
+    window.__subscribeKey = btoa(String.fromCharCode(...new Uint8Array(options.applicationServerKey)));
+    return { endpoint: sub.endpoint, toJSON: () => sub };
+  };
+})();
+"""
+
+
+async def test_notify_me_on_the_status_page_subscribes_and_a_status_change_is_pushed(tmp_path: Path, browser: Browser):
+    """On the status page "แจ้งเตือนฉัน" registers /sw.js, subscribes with the server's VAPID key and posts the
+    subscription for this tracking code, says so in its live status line, and the next status change reaches the
+    subscription (decrypted: the code, the new status and the page's link), under the app's CSP."""
+    keys = PushKeys()
+    settings = test_settings(tmp_path, desk_contact_keys=new_setting_entry(), webhook_allow_private=True)
+    async with receiver() as push, serve(settings) as app:
+        async with httpx.AsyncClient(base_url=app.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            r = await client.post(
+                "/api/messages",
+                json={"kind": "suggestion", "subject": "เพิ่มคำบรรยาย", "text": "ขอคำบรรยายทุกการประชุม", "consent": True},
+            )
+            code = r.json()["code"]
+            vapid = (await client.get("/api/push/vapid")).json()["key"]
+        context = await browser.new_context(viewport={"width": 390, "height": 844})
+        await context.add_init_script(RECORD_VIOLATIONS)
+        await context.add_init_script(FAKE_SUBSCRIBE % json.dumps(keys.subscription(f"{push.url}/push/me")))
+        try:
+            page = await context.new_page()
+            await page.goto(f"{app.url}/write/status/{code}")
+            await expect(page.locator("#m-status")).to_have_text("ได้รับแล้ว")
+            await page.get_by_role("button", name="แจ้งเตือนฉัน · Notify me").click()
+            await expect(page.locator("#notify-status")).to_contain_text("จะแจ้งเตือนในเบราว์เซอร์นี้")
+            scope = await page.evaluate("navigator.serviceWorker.getRegistration().then(r => r && r.scope)")
+            assert scope == f"{app.url}/"
+            sent_key = await page.evaluate("window.__subscribeKey")
+            assert sent_key.rstrip("=").replace("+", "-").replace("/", "_") == vapid
+            assert await page.evaluate("window.cspViolations") == []
+        finally:
+            await context.close()
+        assert app.app.state.messages_api.messages.push_count(code) == 1
+
+        async with httpx.AsyncClient(base_url=app.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            [message] = (await client.get("/api/staff/messages")).json()["messages"]
+            r = await client.post(f"/api/staff/messages/{message['id']}/status", json={"status": "in_review"})
+            assert r.status_code == 200
+        await until(lambda: len(push.received) == 1, "the pushed notice")
+        notice = keys.decrypt(push.received[0].body)
+        assert notice["url"] == f"/write/status/{code}" and code in notice["body"] and "กำลังพิจารณา" in notice["body"]

@@ -11,7 +11,8 @@ that arrives meanwhile is simply part of the next pass):
   it, its hypothesis is committed as is, otherwise a final pass (beam 3) decodes it;
 * ongoing speech gets a partial pass once enough new audio has arrived (`first_pass_s` of speech
   for the first, then every `min_step_s` or `step_per_compute` times the recent pass cost,
-  whichever is longer): LocalAgreement-2 makes the stable start of the hypothesis final, words
+  whichever is longer): once a pass covers `min_commit_window_s` of audio, LocalAgreement-2
+  makes the stable start of the hypothesis final (shorter windows only show partials), words
   still unsettled `max_pending_s` after they were spoken are made final anyway, and the rest is
   shown as a partial;
 * silence gets no pass at all.
@@ -94,6 +95,14 @@ class EngineConfig:
     # A partial pass whose audio ran this far past the end of the utterance already heard all
     # of it: its hypothesis is committed as the final without another pass.
     reuse_tail_s: float = 0.1
+    # A partial pass over less audio than this (the window, pre-roll included) commits nothing by
+    # agreement; it only shows a partial. Whisper-base mishears the first words of an utterance
+    # from a window of a second or so, two such passes 0.5 s apart often agree on the mishearing,
+    # and once final the word is forced as the prefix of every later pass, so it cannot be
+    # corrected: on the Thai benchmark clips "เรื่อง" became "รึง" (and "เมือง" "หรือง") in most
+    # runs. At 2.0 s only an utterance's first words wait (final p50 about 0.2 s later on the
+    # benchmark's virtual clock) and streamed CER stays within a point of offline (docs/benchmarks.md).
+    min_commit_window_s: float = 2.0
     # Decoder output budget per second of uncommitted audio (Thai runs about 9 tokens/s).
     tokens_per_s: float = 12.0
     min_new_tokens: int = 8
@@ -541,6 +550,7 @@ class EngineCore:
                 follows_commit=bool(request.prefix_units),
                 audio_end=request.end,
                 settle_before=request.settle_before,
+                agree=request.kind != "partial" or request.end - request.start >= cfg.min_commit_window_s,
             )
         )
         if request.commit_until is not None:

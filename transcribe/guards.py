@@ -79,9 +79,7 @@ def collapse_loops(
     """
     keys = [u.key for u in units]
     offset = sum(len(u.key) for u in context)
-    removed = {
-        i for i in _loop_copies("".join(u.key for u in context) + "".join(keys), config) if i >= offset
-    }
+    removed = {i for i in _loop_copies("".join(u.key for u in context) + "".join(keys), config) if i >= offset}
     if not removed:
         return tuple(units)
     kept: list[Unit] = []

@@ -92,9 +92,7 @@ class ModelSettings:
         try:
             cpu_threads = int(threads) if threads else default_cpu_threads()
         except ValueError:
-            raise ModelError(
-                f"WHISPER_CPU_THREADS={threads!r} is not a whole number; set it to e.g. 2."
-            ) from None
+            raise ModelError(f"WHISPER_CPU_THREADS={threads!r} is not a whole number; set it to e.g. 2.") from None
         return cls(
             model_dir=Path(env["WHISPER_MODEL"]) if env.get("WHISPER_MODEL") else None,
             cache_dir=Path(env.get("WHISPER_CACHE_DIR") or DEFAULT_CACHE_DIR),
@@ -203,9 +201,7 @@ class SharedModel:
             encoded,
             [prompt],
             beam_size=beam_size,
-            max_length=generation_max_length(
-                len(prompt) - len(prefix_tokens), len(prefix_tokens), new_tokens
-            ),
+            max_length=generation_max_length(len(prompt) - len(prefix_tokens), len(prefix_tokens), new_tokens),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

@@ -104,9 +104,7 @@ def agreed_count(older: Sequence[Unit], newer: Sequence[Unit]) -> int:
     return count
 
 
-def drop_repeated_start(
-    committed: Sequence[Unit], hypothesis: Sequence[Unit], max_units: int
-) -> tuple[Unit, ...]:
+def drop_repeated_start(committed: Sequence[Unit], hypothesis: Sequence[Unit], max_units: int) -> tuple[Unit, ...]:
     """`hypothesis` without a repeat of the end of `committed` at its start.
 
     A pass that re-hears the audio of the last committed words (after the buffer was cut) starts
@@ -235,6 +233,7 @@ class CommitPolicy:
         follows_commit: bool = False,
         audio_end: float | None = None,
         settle_before: float | None = None,
+        agree: bool = True,
     ) -> list[Caption]:
         """Take one pass's hypothesis (the words after the committed text); return captions to emit.
 
@@ -246,7 +245,8 @@ class CommitPolicy:
         `audio_end` (media time the decoded audio ends) holds back words within
         `edge_margin_s` of it. `settle_before` commits, without agreement, the leading words
         that end by that media time, as far as a safe cut allows (bounds final latency when
-        passes keep disagreeing).
+        passes keep disagreeing). `agree=False` commits nothing by agreement (the engine's passes
+        over too short a window): the hypothesis is kept for the next pass to agree with.
         """
         hypothesis = tuple(hypothesis)
         if (
@@ -259,7 +259,7 @@ class CommitPolicy:
         if end_of_utterance:
             count = len(hypothesis)
         else:
-            count = agreed_count(self._previous, hypothesis)
+            count = agreed_count(self._previous, hypothesis) if agree else 0
             if audio_end is not None:
                 # Words at the very edge of the audio had no right context in either pass.
                 while count and hypothesis[count - 1].end > audio_end - self._config.edge_margin_s:
@@ -300,9 +300,7 @@ class CommitPolicy:
         captions: list[Caption] = []
         if self._shown_partial:
             # Nothing final superseded the partial on screen: clear it explicitly.
-            captions.append(
-                Caption("partial", "", self._last_final_end, self._last_final_end, self.segment_id)
-            )
+            captions.append(Caption("partial", "", self._last_final_end, self._last_final_end, self.segment_id))
             self._shown_partial = ""
         if self._segment_used:
             self._segment_index += 1
@@ -320,6 +318,10 @@ class CommitPolicy:
         self._recent.extend(units)
         self._utterance.extend(units)
         self._last_final_end = end
+        if not unit_key(text):
+            # Agreement can settle on a lone "," after the words before it were already final: it is
+            # committed (no later pass repeats it) but is no caption line of its own.
+            return None
         self._segment_used = True
         # A final supersedes the segment's partial on screen.
         self._shown_partial = ""

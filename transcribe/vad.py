@@ -109,9 +109,7 @@ class StreamingVad:
         if not usable:
             return
         windows = audio[:usable].reshape(-1, WINDOW)
-        probs, self._h, self._c = speech_probabilities(
-            self._session, windows, self._context, self._h, self._c
-        )
+        probs, self._h, self._c = speech_probabilities(self._session, windows, self._context, self._h, self._c)
         self._context = windows[-1, -_CONTEXT:].copy()
         for prob in probs:
             self._step(float(prob))
