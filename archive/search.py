@@ -473,6 +473,25 @@ class SearchFilters:
             agenda_item=agenda_item,
         )
 
+    def conditions(self, mark: str) -> tuple[list[str], list[Any]]:
+        """The WHERE conditions over ``search_docs d`` for these filters, with ``mark`` as the database's
+        placeholder (``?`` or ``%s``), and their values."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value, op in (
+            ("d.sitting_id", self.sitting, "="),
+            ("d.day", self.date_from, ">="),
+            ("d.day", self.date_to, "<="),
+            ("d.chamber", self.chamber, "="),
+            ("d.speaker", self.speaker, "="),
+            ("d.bill_id", self.bill, "="),
+            ("d.agenda_item_id", self.agenda_item, "="),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} {mark}")
+                params.append(value)
+        return clauses, params
+
 
 def _parse_day(key: str, value: str) -> date:
     try:

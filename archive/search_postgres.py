@@ -389,20 +389,7 @@ async def set_sitting_time(conn: Conn, sitting_id: str, sitting_at: str) -> None
 
 
 def _where(filters: SearchFilters) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value, op in (
-        ("d.sitting_id", filters.sitting, "="),
-        ("d.day", filters.date_from, ">="),
-        ("d.day", filters.date_to, "<="),
-        ("d.chamber", filters.chamber, "="),
-        ("d.speaker", filters.speaker, "="),
-        ("d.bill_id", filters.bill, "="),
-        ("d.agenda_item_id", filters.agenda_item, "="),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} %s")
-            params.append(value)
+    clauses, params = filters.conditions("%s")
     return (" AND ".join(clauses) or "TRUE"), params
 
 

@@ -266,20 +266,7 @@ def optimize(conn: sqlite3.Connection) -> None:
 
 
 def _where(filters: SearchFilters) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value, op in (
-        ("d.sitting_id", filters.sitting, "="),
-        ("d.day", filters.date_from, ">="),
-        ("d.day", filters.date_to, "<="),
-        ("d.chamber", filters.chamber, "="),
-        ("d.speaker", filters.speaker, "="),
-        ("d.bill_id", filters.bill, "="),
-        ("d.agenda_item_id", filters.agenda_item, "="),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} ?")
-            params.append(value)
+    clauses, params = filters.conditions("?")
     return (" AND ".join(clauses) or "1"), params
 
 

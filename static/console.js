@@ -4,69 +4,24 @@
 // are hidden (the server refuses them anyway).
 
 import { $, CHAMBERS, RESULTS, STATUSES, el, getJSON, thaiDate } from "/static/common.js";
+import { act, api, can, notify, panels, session, showError } from "/static/console-api.js";
+import "/static/console-messages.js";
+import "/static/console-news.js";
 
 const HEALTH_MS = 5000;
 const CAPTIONS_SHOWN = 8;
-const state = { me: null, csrf: null, sitting: null, sittingBody: null, events: null, auditBefore: null, bill: null };
+const state = { sitting: null, sittingBody: null, events: null, auditBefore: null, bill: null };
 
 // ---- the API ---------------------------------------------------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.error) || `HTTP ${status}`);
-    this.status = status;
-    this.field = body && body.field;
-  }
-}
-
-async function api(method, url, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
-  const response = await fetch(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "same-origin",
-    cache: "no-store",
-  });
-  const json = await response.json().catch(() => null);
-  if (response.status === 401 && state.me) signedOut("หมดเวลาการเข้าสู่ระบบ กรุณาเข้าสู่ระบบใหม่");
-  if (!response.ok || !json || json.ok !== true) throw new ApiError(response.status, json);
-  return json;
-}
-
-const can = (permission) => Boolean(state.me && state.me.principal.permissions.includes(permission));
 const sittingUrl = (suffix = "") => `/api/sittings/${encodeURIComponent(state.sitting.id)}${suffix}`;
-
-function notify(text) {
-  $("notice").textContent = text;
-}
-
-function showError(err, target = "error") {
-  const node = $(target);
-  node.textContent = err ? `ไม่สำเร็จ: ${err.message}` : "";
-  if (target === "error") node.hidden = !err;
-}
-
-// Run an action from a form or a button: its error goes to the form's message, success is announced.
-async function act(action, { errorTarget = "error", done = "" } = {}) {
-  showError(null, errorTarget);
-  try {
-    const result = await action();
-    if (done) notify(done);
-    return result;
-  } catch (err) {
-    showError(err, errorTarget);
-    return null;
-  }
-}
 
 // ---- signing in and out -------------------------------------------------------------------------------------------
 
 function signedOut(message = "") {
-  state.me = null;
-  state.csrf = null;
+  session.me = null;
+  session.csrf = null;
+  for (const panel of panels) if (panel.signedOut) panel.signedOut();
   if (state.events) state.events.close();
   state.events = null;
   $("desk").hidden = true;
@@ -77,8 +32,8 @@ function signedOut(message = "") {
 }
 
 function signedIn(me) {
-  state.me = me;
-  state.csrf = me.csrf;
+  session.me = me;
+  session.csrf = me.csrf;
   const who = me.account ? me.account.display_name || me.account.username : me.principal.username;
   $("who").textContent = who;
   $("who").hidden = false;
@@ -92,7 +47,10 @@ function signedIn(me) {
   if (can("feed.read")) refreshHealth();
   if (can("account.manage")) refreshAccounts();
   if (can("audit.read")) refreshAudit(true);
+  for (const panel of panels) if (can(panel.needs)) panel.refresh();
 }
+
+session.onUnauthorized = () => signedOut("หมดเวลาการเข้าสู่ระบบ กรุณาเข้าสู่ระบบใหม่");
 
 async function start() {
   try {
@@ -617,7 +575,7 @@ async function refreshHealth() {
 }
 
 setInterval(() => {
-  if (state.me && document.visibilityState === "visible") refreshHealth();
+  if (session.me && document.visibilityState === "visible") refreshHealth();
 }, HEALTH_MS);
 
 // ---- accounts and tokens (admins) -----------------------------------------------------------------------------------

@@ -176,4 +176,6 @@ async def test_notify_me_on_the_status_page_subscribes_and_a_status_change_is_pu
             assert r.status_code == 200
         await until(lambda: len(push.received) == 1, "the pushed notice")
         notice = keys.decrypt(push.received[0].body)
-        assert notice["url"] == f"/write/status/{code}" and code in notice["body"] and "กำลังพิจารณา" in notice["body"]
+        # The code opens the message (export, erasure): it rides only in the link, never on a lock screen.
+        assert notice["url"] == f"/write/status/{code}" and "กำลังพิจารณา" in notice["body"]
+        assert code not in notice["body"] and code not in notice["title"]
