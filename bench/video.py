@@ -22,7 +22,7 @@ Measurements (targets from the issue in brackets):
    time (1280x720 25 fps, re-encoded by an ``HlsWriter`` with its default 1 s segments, writing into the ``HLS_DIR``
    of a real ``server.py``, which answers blocking playlist reloads) whose picture carries a barcode: the wall clock
    (ms) when the frame was made, and its media time. Headless chromium plays ``/live/<id>/index.m3u8`` on the real
-   watch page (``SaphaPlayer``: hls.js ``liveSyncDuration`` = the caption delay the master announces + 0.5 s) and,
+   watch page (``SaphaPlayer``: hls.js ``liveSyncDuration`` = the caption delay the master announces + 0.75 s) and,
    for comparison, on bare hls.js pages (``hlsjs``: hls.js defaults, the playlists' HOLD-BACK of 3 target durations;
    ``hlsjs2``: 2 target durations). Every 200 ms each page draws the video into a canvas, reads the barcode and
    compares it with its ``Date.now()``. Split: "edge age" (now minus the capture time of the newest media listed in
@@ -234,7 +234,7 @@ BARE_PLAYER = """<!doctype html>
 
 PLAYERS = {
     # name: (what it is, bare hls.js config or None for the real watch page)
-    "watch": ("watch page: SaphaPlayer, target = announced caption delay + 0.5 s", None),
+    "watch": ("watch page: SaphaPlayer, target = announced caption delay + 0.75 s", None),
     "hlsjs": ("bare hls.js 1.7.4, defaults (HOLD-BACK, 3 target durations)", {}),
     "hlsjs2": ("bare hls.js 1.7.4, liveSyncDurationCount 2", {"liveSyncDurationCount": 2}),
 }

@@ -44,8 +44,10 @@ export const HLS_JS_URL = "/static/vendor/hls.js/hls.min.js";
 
 /** EXT-X-SESSION-DATA id under which stream/hls.py announces its captions' delay behind live (seconds, p95). */
 export const CAPTION_DELAY_ID = "org.sapha.caption-delay";
-/** Added to the announced caption delay: reloading the subtitle playlist, fetching and parsing a segment. */
-export const CAPTION_MARGIN_S = 0.5;
+/** Added to the announced caption delay: reloading the subtitle playlist, fetching and parsing a segment. 0.5 s left
+ * the same few cues 0.5–0.64 s late in every benchmark run, 1.0 s put glass-to-glass at the 6 s edge; see
+ * docs/benchmarks.md (Video). */
+export const CAPTION_MARGIN_S = 0.75;
 /** Never closer to live than this: 3 target durations of 1 s segments (the playlists' HOLD-BACK). */
 export const MIN_TARGET_LATENCY_S = 3;
 /** Before any caption delay is announced: room for a captioner whose finals come within 4.5 s. */

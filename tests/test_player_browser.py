@@ -244,7 +244,7 @@ async def test_the_watch_page_plays_low_latency_hls_and_shows_a_partial_then_its
         assert delay is not None and f'DATA-ID="{CAPTION_DELAY_ID}",VALUE="{delay:.2f}"' in master
         await page.goto(f"{site.url}/watch/{sid}")
         await expect(page.locator("#player")).to_have_attribute("data-live", "true")
-        target = max(delay + 0.5, 3.0)  # player.js: caption delay + CAPTION_MARGIN_S, at least MIN_TARGET_LATENCY_S
+        target = max(delay + 0.75, 3.0)  # player.js: caption delay + CAPTION_MARGIN_S, at least MIN_TARGET_LATENCY_S
         assert await page.evaluate("window.sapha.player.targetLatency") == pytest.approx(target)
         assert await page.evaluate("window.sapha.player.hls.config.liveSyncDuration") == pytest.approx(target)
         # Playback runs up to the newest picture (media 11 s, the 12th segment is not closed) and waits there.
