@@ -10,31 +10,31 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import argon2
+import console_helpers
 import httpx
 import pytest
 from chromium import needs_chromium
+from console_helpers import PASSWORD, staff_accounts, tablet_context
 from live_server import Running, serve, test_settings
 from playwright.async_api import Browser, BrowserContext, Page, expect
 from test_a11y_browser import axe_violations, describe
 
 from desk import accounts as acc
-from desk.accounts import SESSION_COOKIE, Passwords
+from desk.accounts import SESSION_COOKIE
 from desk.accounts_sqlite import AccountStore
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
-PASSWORD = "correct horse battery"
 TITLE = "การประชุมวุฒิสภา ครั้งที่ ๑๕"
 
 
 @pytest.fixture
 def accounts(tmp_path: Path) -> Iterator[AccountStore]:
-    cheap = Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store = AccountStore(tmp_path / "staff.db", passwords=cheap)
-    boot = acc.bootstrap_principal()
-    store.create_account(boot, "somchai", PASSWORD, ["operator"], "สมชาย ผู้ควบคุม")
-    store.create_account(boot, "malee", PASSWORD, ["moderator"])
+    store = staff_accounts(
+        tmp_path / "staff.db",
+        ("somchai", ["operator"], "สมชาย ผู้ควบคุม"),
+        ("malee", ["moderator"], None),
+    )
     yield store
     store.close()
 
@@ -47,22 +47,12 @@ async def running(tmp_path: Path, accounts: AccountStore) -> AsyncIterator[Runni
 
 @pytest.fixture
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    # A tablet in the chamber; bypass_csp only for Playwright's own evaluations (test_security_headers covers CSP).
-    ctx = await browser.new_context(viewport={"width": 1024, "height": 768}, bypass_csp=True)
-    errors: list[str] = []
-    ctx.on("weberror", lambda e: errors.append(str(e.error)))
-    yield ctx
-    await ctx.close()
-    assert errors == [], f"uncaught errors in the pages: {errors}"
+    async with tablet_context(browser) as ctx:
+        yield ctx
 
 
 async def sign_in(page: Page, url: str, username: str = "somchai") -> None:
-    await page.goto(f"{url}/console")
-    form = page.locator("#login-form")
-    await form.get_by_label("ชื่อผู้ใช้").fill(username)
-    await form.get_by_label("รหัสผ่าน").fill(PASSWORD)
-    await form.get_by_role("button", name="เข้าสู่ระบบ").click()
-    await expect(page.locator("#desk")).to_be_visible()
+    await console_helpers.sign_in(page, url, username)
 
 
 async def test_an_operator_runs_a_sitting_from_the_console_and_the_viewer_sees_it(

@@ -11,22 +11,20 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import argon2
+import console_helpers
 import httpx
 import pytest
 from chromium import needs_chromium
+from console_helpers import staff_accounts, tablet_context
 from live_server import Running, serve, test_settings
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, expect
 from test_a11y_browser import axe_violations, describe
 
-from desk import accounts as acc
-from desk.accounts import Passwords
 from desk.accounts_sqlite import AccountStore
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
-PASSWORD = "correct horse battery"
 EMAIL = "somsri.sender@example.org"
 SUBJECT = "ทางเท้าหน้าสำนักงานเขตชำรุด"
 TEXT = "ทางเท้าชำรุดมาสามเดือนแล้ว\nผู้สูงอายุเดินลำบาก ขอให้ส่งเรื่องถึงคณะกรรมาธิการ"
@@ -38,12 +36,12 @@ XSS_TEXT = '<script>window.__xss = 2</script><b id="xss-b">ตัวหนา</b
 
 @pytest.fixture
 def accounts(tmp_path: Path) -> Iterator[AccountStore]:
-    cheap = Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store = AccountStore(tmp_path / "staff.db", passwords=cheap)
-    boot = acc.bootstrap_principal()
-    store.create_account(boot, "malee", PASSWORD, ["moderator"], "มาลี ผู้ดูแลข้อความ")
-    store.create_account(boot, "wichai", PASSWORD, ["moderator"])
-    store.create_account(boot, "somchai", PASSWORD, ["operator"], "สมชาย ผู้ควบคุม")
+    store = staff_accounts(
+        tmp_path / "staff.db",
+        ("malee", ["moderator"], "มาลี ผู้ดูแลข้อความ"),
+        ("wichai", ["moderator"], None),
+        ("somchai", ["operator"], "สมชาย ผู้ควบคุม"),
+    )
     yield store
     store.close()
 
@@ -56,13 +54,8 @@ async def running(tmp_path: Path, accounts: AccountStore) -> AsyncIterator[Runni
 
 @pytest.fixture
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    # bypass_csp only for Playwright's own evaluations (test_security_headers covers the pages under their CSP).
-    ctx = await browser.new_context(viewport={"width": 1024, "height": 768}, bypass_csp=True)
-    errors: list[str] = []
-    ctx.on("weberror", lambda e: errors.append(str(e.error)))
-    yield ctx
-    await ctx.close()
-    assert errors == [], f"uncaught errors in the pages: {errors}"
+    async with tablet_context(browser) as ctx:
+        yield ctx
 
 
 def png() -> bytes:
@@ -84,12 +77,7 @@ async def send(running: Running, files: list[tuple[str, tuple[str, bytes, str]]]
 
 
 async def sign_in(page: Page, url: str, username: str = "malee") -> None:
-    await page.goto(f"{url}/console")
-    form = page.locator("#login-form")
-    await form.get_by_label("ชื่อผู้ใช้").fill(username)
-    await form.get_by_label("รหัสผ่าน").fill(PASSWORD)
-    await form.get_by_role("button", name="เข้าสู่ระบบ").click()
-    await expect(page.locator("#desk")).to_be_visible()
+    await console_helpers.sign_in(page, url, username)
 
 
 async def open_message(page: Page, subject: str) -> None:

@@ -10,21 +10,18 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import argon2
 import pytest
 from chromium import needs_chromium
+from console_helpers import sign_in, staff_accounts, tablet_context
 from live_server import Running, serve, test_settings
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, expect
 from test_a11y_browser import PHONE, axe_violations, describe
 
-from desk import accounts as acc
-from desk.accounts import Passwords
 from desk.accounts_sqlite import AccountStore
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
-PASSWORD = "correct horse battery"
 TITLE = "วุฒิสภาเห็นชอบร่างงบประมาณ"
 PUBLICATION = "รายงานการศึกษาระบบงบประมาณแผ่นดิน"
 # A script typed into the body: CommonMark with raw HTML off shows it as text; were it ever run, it would set a flag.
@@ -33,11 +30,11 @@ SCRIPT = "<script>window.pwned = 1</script>"
 
 @pytest.fixture
 def accounts(tmp_path: Path) -> Iterator[AccountStore]:
-    cheap = Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store = AccountStore(tmp_path / "staff.db", passwords=cheap)
-    boot = acc.bootstrap_principal()
-    store.create_account(boot, "kanda", PASSWORD, ["editor"], "กานดา บรรณาธิการ")
-    store.create_account(boot, "malee", PASSWORD, ["moderator"])
+    store = staff_accounts(
+        tmp_path / "staff.db",
+        ("kanda", ["editor"], "กานดา บรรณาธิการ"),
+        ("malee", ["moderator"], None),
+    )
     yield store
     store.close()
 
@@ -50,13 +47,8 @@ async def running(tmp_path: Path, accounts: AccountStore) -> AsyncIterator[Runni
 
 @pytest.fixture
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    # bypass_csp only for Playwright's own evaluations and axe (test_security_headers covers CSP).
-    ctx = await browser.new_context(viewport={"width": 1024, "height": 768}, bypass_csp=True)
-    errors: list[str] = []
-    ctx.on("weberror", lambda e: errors.append(str(e.error)))
-    yield ctx
-    await ctx.close()
-    assert errors == [], f"uncaught errors in the pages: {errors}"
+    async with tablet_context(browser) as ctx:
+        yield ctx
 
 
 def png() -> bytes:
@@ -83,15 +75,6 @@ def pdf() -> bytes:
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
-
-
-async def sign_in(page: Page, url: str, username: str) -> None:
-    await page.goto(f"{url}/console")
-    form = page.locator("#login-form")
-    await form.get_by_label("ชื่อผู้ใช้").fill(username)
-    await form.get_by_label("รหัสผ่าน").fill(PASSWORD)
-    await form.get_by_role("button", name="เข้าสู่ระบบ").click()
-    await expect(page.locator("#desk")).to_be_visible()
 
 
 async def test_an_editor_writes_illustrates_and_publishes_news_and_adds_a_publication(
