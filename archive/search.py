@@ -539,3 +539,34 @@ class SearchPage:
     # True when this page's ranking saw every candidate; False when older candidates lie beyond its window,
     # reached through next_cursor once this window's pages are read (see the module docstring).
     exhaustive: bool
+
+
+def rank_window(
+    query: Query,
+    rows: Iterable[tuple[int, int, str]],
+    *,
+    top: int,
+    position: Cursor | None,
+    limit: int,
+    exhaustive: bool,
+    lowest: int | None,
+) -> tuple[list[tuple[tuple[int, int, int], int]], str | None]:
+    """One window's candidate ``rows`` (doc, at, folded) verified and ranked: the page after ``position`` as
+    (rank key, score) pairs, and the cursor of what follows — within this window while it has more, else the next
+    window below ``lowest`` (the smallest doc read) unless the window held every candidate. Both backends page so."""
+    ranked: list[tuple[tuple[int, int, int], int]] = []
+    for doc, at, folded in rows:
+        s = score(query, folded)
+        if s is not None:
+            ranked.append((rank_key(s, at, doc), s))
+    ranked.sort()
+    if position is not None and position.after is not None:
+        after = rank_key(*position.after)
+        ranked = [r for r in ranked if r[0] > after]
+    page = ranked[:limit]
+    if len(ranked) > limit:
+        key = page[-1][0]
+        return page, Cursor(top, (-key[0], -key[1], -key[2])).encode()
+    if not exhaustive and lowest is not None and lowest > 1:
+        return page, Cursor(lowest - 1, None).encode()
+    return page, None

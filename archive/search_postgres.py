@@ -516,25 +516,10 @@ async def search(
             )
             rows = await _rows(conn, f"SELECT * FROM ({union}) AS spans LIMIT %s", [*span_params, window])
         exhaustive = len(rows) < window
-    ranked: list[tuple[tuple[int, int, int], int]] = []
-    lowest = None
-    for doc, at, folded in rows:
-        lowest = doc if lowest is None else min(lowest, doc)
-        s = core.score(query, folded)
-        if s is not None:
-            ranked.append((core.rank_key(s, at, doc), s))
-    ranked.sort()
-    if position is not None and position.after is not None:
-        after = core.rank_key(*position.after)
-        ranked = [r for r in ranked if r[0] > after]
-    page = ranked[:limit]
-    if len(ranked) > limit:
-        key = page[-1][0]
-        next_cursor: str | None = Cursor(top, (-key[0], -key[1], -key[2])).encode()
-    elif not exhaustive and lowest is not None and lowest > 1:
-        next_cursor = Cursor(lowest - 1, None).encode()
-    else:
-        next_cursor = None
+    lowest = min((doc for doc, _, _ in rows), default=None)
+    page, next_cursor = core.rank_window(
+        query, rows, top=top, position=position, limit=limit, exhaustive=exhaustive, lowest=lowest
+    )
     return SearchPage(await _hits(conn, query, page), next_cursor, exhaustive)
 
 
