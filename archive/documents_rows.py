@@ -99,32 +99,19 @@ def rank_page(
     """The page of candidate ``rows`` (id, rank_at, folded) after ``position``, best first, its next cursor, and
     whether the candidates were every section in scope.
 
-    Each candidate is verified by `search.score`. ``exhaustive``: the rows are every section in scope; otherwise
-    they are the newest ``window`` index candidates, and fewer than ``window`` of them means there were no more.
-    Without a whole page, the next cursor (if any) resumes the candidates below the lowest id seen.
+    ``exhaustive``: the rows are every section in scope; otherwise they are the newest ``window`` index candidates,
+    and fewer than ``window`` of them means there were no more. The ranking and paging are the transcript search's
+    (``search.rank_window``): each candidate verified by ``search.score``; without a whole page, the next cursor
+    (if any) resumes the candidates below the lowest id seen.
     """
-    ranked: Ranked = []
-    lowest = None
-    scanned = 0
-    for sid, at, folded in rows:
-        scanned += 1
-        lowest = sid if lowest is None else min(lowest, sid)
-        s = core.score(query, folded)
-        if s is not None:
-            ranked.append((core.rank_key(s, at, sid), s))
-    exhaustive = exhaustive or scanned < window
-    ranked.sort()
-    if position is not None and position.after is not None:
-        after = core.rank_key(*position.after)
-        ranked = [r for r in ranked if r[0] > after]
-    page = ranked[:limit]
-    if len(ranked) > limit:
-        key = page[-1][0]
-        next_cursor: str | None = Cursor(top, (-key[0], -key[1], -key[2])).encode()
-    elif not exhaustive and lowest is not None and lowest > 1:
-        next_cursor = Cursor(lowest - 1, None).encode()
-    else:
-        next_cursor = None
+    # rank_window takes the window's lowest id and whether it was exhaustive up front, so the rows are read first:
+    # at most ``window`` of them either way (the callers' LIMIT, or a scope counted to be no larger).
+    candidates = list(rows)
+    exhaustive = exhaustive or len(candidates) < window
+    lowest = min((sid for sid, _, _ in candidates), default=None)
+    page, next_cursor = core.rank_window(
+        query, candidates, top=top, position=position, limit=limit, exhaustive=exhaustive, lowest=lowest
+    )
     return page, next_cursor, exhaustive
 
 

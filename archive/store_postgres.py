@@ -58,6 +58,15 @@ from archive.models import (
 )
 from archive.search import SearchFilters, SearchPage, parse_query
 from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Announce, Conflict, NotFound, StoreUnavailable
+from archive.store_rows import (
+    agenda_item_from,
+    optional_text,
+    outbox_entry_from,
+    segment_from,
+    sitting_from,
+    speaker_from,
+    vote_from,
+)
 from common.thai import normalize
 
 T = TypeVar("T")
@@ -317,96 +326,8 @@ _TARGETS = {"segment": "segments", "vote": "votes"}
 _JSON_DUMPS = functools.partial(json.dumps, ensure_ascii=False)
 
 
-def _sitting(row: DictRow) -> Sitting:
-    return Sitting(
-        id=row["id"],
-        title=row["title"],
-        chamber=row["chamber"],
-        status=row["status"],
-        scheduled_at=row["scheduled_at"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        reviewed_at=row["reviewed_at"],
-    )
-
-
-def _agenda_item(row: DictRow) -> AgendaItem:
-    return AgendaItem(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        order=row["ord"],
-        title=row["title"],
-        bill_id=row["bill_id"],
-        started_at=row["started_at"],
-        media_ms=row["media_ms"],
-    )
-
-
-def _speaker(row: DictRow) -> Speaker:
-    return Speaker(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        name=row["name"],
-        role=row["role"],
-        started_at=row["started_at"],
-        media_ms=row["media_ms"],
-    )
-
-
-def _segment(row: DictRow) -> Segment:
-    return Segment(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        seq=row["seq"],
-        start_ms=row["start_ms"],
-        end_ms=row["end_ms"],
-        wall_time=row["wall_time"],
-        text=row["text"],
-        agenda_item_id=row["agenda_item_id"],
-        speaker_id=row["speaker_id"],
-        revision=row["revision"],
-        utterance_id=row["utterance_id"],
-    )
-
-
-def _vote(row: DictRow) -> Vote:
-    return Vote(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        motion=row["motion"],
-        yes=row["yes"],
-        no=row["no"],
-        abstain=row["abstain"],
-        absent=row["absent"],
-        result=row["result"],
-        bill_id=row["bill_id"],
-        agenda_item_id=row["agenda_item_id"],
-        recorded_at=row["recorded_at"],
-        seq=row["seq"],
-    )
-
-
 def _bill(row: DictRow) -> Bill:
     return bill_from(row)
-
-
-def _outbox_entry(row: DictRow) -> OutboxEntry:
-    target = (row["target_kind"], row["target_id"]) if row["target_kind"] is not None else None
-    return OutboxEntry(
-        id=row["id"],
-        key=row["key"],
-        owner=row["owner"],
-        channel=row["channel"],
-        type=row["type"],
-        data=row["data"],
-        target=target,
-        created_at=row["created_at"],
-    )
-
-
-def _optional(text: str | None) -> str | None:
-    return None if text is None else normalize(text)
 
 
 async def _one(conn: Conn, query: str, params: Sequence[Any] | dict[str, Any]) -> DictRow | None:
@@ -617,19 +538,19 @@ class PostgresStore:
             )
             if row is None:
                 raise Conflict(f"sitting {id!r} already exists")
-            return await _announce(conn, _sitting(row), announce)
+            return await _announce(conn, sitting_from(row), announce)
 
         return await self._write(work)
 
     async def get_sitting(self, id: str) -> Sitting | None:
         rows = await self._read_rows("SELECT * FROM sittings WHERE id = %s", (id,))
-        return _sitting(rows[0]) if rows else None
+        return sitting_from(rows[0]) if rows else None
 
     async def list_sittings(self, limit: int = 100, offset: int = 0) -> list[Sitting]:
         rows = await self._read_rows(
             "SELECT * FROM sittings ORDER BY created_at DESC, pos DESC LIMIT %s OFFSET %s", (limit, offset)
         )
-        return [_sitting(row) for row in rows]
+        return [sitting_from(row) for row in rows]
 
     async def set_sitting_status(self, id: str, status: str, *, announce: Announce[Sitting] | None = None) -> Sitting:
         if status not in SITTING_STATUSES:
@@ -657,7 +578,7 @@ class PostgresStore:
                 raise NotFound(f"sitting {id!r}")
             if status == "live":
                 await search_postgres.set_sitting_time(conn, id, row["started_at"])
-            return await _announce(conn, _sitting(row), announce)
+            return await _announce(conn, sitting_from(row), announce)
 
         return await self._write(work)
 
@@ -693,19 +614,19 @@ class PostgresStore:
                 (sitting_id, ord_, title, bill_id, utc_now(), media_ms),
             )
             assert row is not None
-            return await _announce(conn, _agenda_item(row), announce)
+            return await _announce(conn, agenda_item_from(row), announce)
 
         return await self._write(work)
 
     async def agenda(self, sitting_id: str) -> list[AgendaItem]:
         rows = await self._read_rows("SELECT * FROM agenda_items WHERE sitting_id = %s ORDER BY ord, id", (sitting_id,))
-        return [_agenda_item(row) for row in rows]
+        return [agenda_item_from(row) for row in rows]
 
     async def current_agenda_item(self, sitting_id: str) -> AgendaItem | None:
         rows = await self._read_rows(
             "SELECT * FROM agenda_items WHERE sitting_id = %s ORDER BY id DESC LIMIT 1", (sitting_id,)
         )
-        return _agenda_item(rows[0]) if rows else None
+        return agenda_item_from(rows[0]) if rows else None
 
     async def add_speaker(
         self,
@@ -716,7 +637,7 @@ class PostgresStore:
         *,
         announce: Announce[Speaker] | None = None,
     ) -> Speaker:
-        name, role = normalize(name), _optional(role)
+        name, role = normalize(name), optional_text(role)
 
         async def work(conn: Conn) -> Speaker:
             await _require_sitting(conn, sitting_id)
@@ -727,7 +648,7 @@ class PostgresStore:
                 (sitting_id, name, role, utc_now(), media_ms),
             )
             assert row is not None
-            return await _announce(conn, _speaker(row), announce)
+            return await _announce(conn, speaker_from(row), announce)
 
         return await self._write(work)
 
@@ -735,7 +656,7 @@ class PostgresStore:
         rows = await self._read_rows(
             "SELECT * FROM speakers WHERE sitting_id = %s ORDER BY id DESC LIMIT 1", (sitting_id,)
         )
-        return _speaker(rows[0]) if rows else None
+        return speaker_from(rows[0]) if rows else None
 
     # -- caption segments ------------------------------------------------------------------------
 
@@ -764,7 +685,7 @@ class PostgresStore:
             assert row is not None
             # Same transaction: searchable the moment it is recorded, before its event is published.
             await search_postgres.index_archived(conn, row["id"])
-            return await _announce(conn, _segment(row), announce)
+            return await _announce(conn, segment_from(row), announce)
 
         return await self._write(work)
 
@@ -781,7 +702,7 @@ class PostgresStore:
             "SELECT * FROM segments WHERE sitting_id = %s AND id > %s ORDER BY start_ms, id LIMIT %s",
             (sitting_id, after_id, limit),
         )
-        return [_segment(row) for row in rows]
+        return [segment_from(row) for row in rows]
 
     async def segments_version(self, sitting_id: str) -> tuple[int, ...]:
         rows = await self._read_rows(
@@ -829,7 +750,7 @@ class PostgresStore:
 
     async def get_segment(self, segment_id: int) -> Segment | None:
         rows = await self._read_rows("SELECT * FROM segments WHERE id = %s", (segment_id,))
-        return _segment(rows[0]) if rows else None
+        return segment_from(rows[0]) if rows else None
 
     async def segment_neighbours(
         self, segment: Segment, before: int, after: int
@@ -848,7 +769,7 @@ class PostgresStore:
                 {**at, "n": after},
             )
             later = await cur.fetchall()
-            return [_segment(r) for r in reversed(earlier)], [_segment(r) for r in later]
+            return [segment_from(r) for r in reversed(earlier)], [segment_from(r) for r in later]
 
         return await self._snapshot(work)
 
@@ -882,7 +803,7 @@ class PostgresStore:
             )
             assert row is not None
             await search_postgres.reindex(conn, segment_id, text)
-            return await _announce(conn, _segment(row), announce)
+            return await _announce(conn, segment_from(row), announce)
 
         return await self._write(work)
 
@@ -913,13 +834,13 @@ class PostgresStore:
             )
             if row is None:
                 raise NotFound(f"sitting {id!r}")
-            return _sitting(row)
+            return sitting_from(row)
 
         return await self._write(work)
 
     async def speakers(self, sitting_id: str) -> list[Speaker]:
         rows = await self._read_rows("SELECT * FROM speakers WHERE sitting_id = %s ORDER BY id", (sitting_id,))
-        return [_speaker(row) for row in rows]
+        return [speaker_from(row) for row in rows]
 
     # -- votes and bills -----------------------------------------------------------------------
 
@@ -952,7 +873,7 @@ class PostgresStore:
                 (sitting_id, motion, yes, no, abstain, absent, result, bill_id, agenda_item_id, utc_now()),
             )
             assert row is not None
-            return await _announce(conn, _vote(row), announce)
+            return await _announce(conn, vote_from(row), announce)
 
         return await self._write(work)
 
@@ -966,12 +887,12 @@ class PostgresStore:
 
     async def votes(self, sitting_id: str) -> list[Vote]:
         rows = await self._read_rows("SELECT * FROM votes WHERE sitting_id = %s ORDER BY id", (sitting_id,))
-        return [_vote(row) for row in rows]
+        return [vote_from(row) for row in rows]
 
     async def upsert_bill(
         self, id: str, title: str, status: str | None = None, *, announce: Announce[Bill] | None = None
     ) -> Bill:
-        title, status = normalize(title), _optional(status)
+        title, status = normalize(title), optional_text(status)
 
         async def work(conn: Conn) -> Bill:
             row = await _one(
@@ -1047,10 +968,10 @@ class PostgresStore:
             )
             return BillRecord(
                 _bill(bill),
-                [_sitting(r) for r in sittings],
-                [_agenda_item(r) for r in agenda],
-                [_vote(r) for r in votes],
-                [_segment(r) for r in segments],
+                [sitting_from(r) for r in sittings],
+                [agenda_item_from(r) for r in agenda],
+                [vote_from(r) for r in votes],
+                [segment_from(r) for r in segments],
             )
 
         return await self._snapshot(work)
@@ -1122,7 +1043,7 @@ class PostgresStore:
         # A plain read: each statement sees every write committed before it, and WRITE_LOCK made the ids rise in
         # commit order, so no entry with a lower id can still appear after this read.
         rows = await self._read_rows("SELECT * FROM outbox WHERE owner = %s ORDER BY id LIMIT %s", (owner, limit))
-        return [_outbox_entry(row) for row in rows]
+        return [outbox_entry_from(row, row["data"]) for row in rows]
 
     async def outbox_sent(self, entry_id: int, seq: int) -> None:
         async def work(conn: Conn) -> None:

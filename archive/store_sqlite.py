@@ -42,6 +42,15 @@ from archive.models import (
 )
 from archive.search import SearchFilters, SearchPage, parse_query
 from archive.store import CHAMBERS, SITTING_STATUSES, VOTE_RESULTS, Announce, Conflict, NotFound, StoreUnavailable
+from archive.store_rows import (
+    agenda_item_from,
+    optional_text,
+    outbox_entry_from,
+    segment_from,
+    sitting_from,
+    speaker_from,
+    vote_from,
+)
 from common.thai import normalize
 
 T = TypeVar("T")
@@ -306,82 +315,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _sitting(row: sqlite3.Row) -> Sitting:
-    return Sitting(
-        id=row["id"],
-        title=row["title"],
-        chamber=row["chamber"],
-        status=row["status"],
-        scheduled_at=row["scheduled_at"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        reviewed_at=row["reviewed_at"],
-    )
-
-
-def _agenda_item(row: sqlite3.Row) -> AgendaItem:
-    return AgendaItem(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        order=row["ord"],
-        title=row["title"],
-        bill_id=row["bill_id"],
-        started_at=row["started_at"],
-        media_ms=row["media_ms"],
-    )
-
-
-def _speaker(row: sqlite3.Row) -> Speaker:
-    return Speaker(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        name=row["name"],
-        role=row["role"],
-        started_at=row["started_at"],
-        media_ms=row["media_ms"],
-    )
-
-
-def _segment(row: sqlite3.Row) -> Segment:
-    return Segment(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        seq=row["seq"],
-        start_ms=row["start_ms"],
-        end_ms=row["end_ms"],
-        wall_time=row["wall_time"],
-        text=row["text"],
-        agenda_item_id=row["agenda_item_id"],
-        speaker_id=row["speaker_id"],
-        revision=row["revision"],
-        utterance_id=row["utterance_id"],
-    )
-
-
-def _vote(row: sqlite3.Row) -> Vote:
-    return Vote(
-        id=row["id"],
-        sitting_id=row["sitting_id"],
-        motion=row["motion"],
-        yes=row["yes"],
-        no=row["no"],
-        abstain=row["abstain"],
-        absent=row["absent"],
-        result=row["result"],
-        bill_id=row["bill_id"],
-        agenda_item_id=row["agenda_item_id"],
-        recorded_at=row["recorded_at"],
-        seq=row["seq"],
-    )
-
-
 def _bill(row: sqlite3.Row) -> Bill:
     return bill_from(row)
-
-
-def _optional(text: str | None) -> str | None:
-    return None if text is None else normalize(text)
 
 
 def _require_sitting(conn: sqlite3.Connection, sitting_id: str) -> None:
@@ -441,20 +376,6 @@ def _insert_announcements(conn: sqlite3.Connection, announcements: Sequence[Anno
                 now_s,
             ),
         )
-
-
-def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
-    target = (row["target_kind"], row["target_id"]) if row["target_kind"] is not None else None
-    return OutboxEntry(
-        id=row["id"],
-        key=row["key"],
-        owner=row["owner"],
-        channel=row["channel"],
-        type=row["type"],
-        data=json.loads(row["data"]),
-        target=target,
-        created_at=row["created_at"],
-    )
 
 
 class SqliteStore:
@@ -619,19 +540,19 @@ class SqliteStore:
                 " VALUES (?, ?, ?, 'scheduled', ?, ?) RETURNING *",
                 (id, title, chamber, scheduled_at, utc_now()),
             ).fetchone()
-            return _announce(conn, _sitting(row), announce)
+            return _announce(conn, sitting_from(row), announce)
 
         return await self._write(work)
 
     async def get_sitting(self, id: str) -> Sitting | None:
         rows = await self._read_rows("SELECT * FROM sittings WHERE id = ?", (id,))
-        return _sitting(rows[0]) if rows else None
+        return sitting_from(rows[0]) if rows else None
 
     async def list_sittings(self, limit: int = 100, offset: int = 0) -> list[Sitting]:
         rows = await self._read_rows(
             "SELECT * FROM sittings ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?", (limit, offset)
         )
-        return [_sitting(row) for row in rows]
+        return [sitting_from(row) for row in rows]
 
     async def set_sitting_status(self, id: str, status: str, *, announce: Announce[Sitting] | None = None) -> Sitting:
         if status not in SITTING_STATUSES:
@@ -658,7 +579,7 @@ class SqliteStore:
                 raise NotFound(f"sitting {id!r}")
             if status == "live":
                 search_sqlite.set_sitting_time(conn, id, row["started_at"])
-            return _announce(conn, _sitting(row), announce)
+            return _announce(conn, sitting_from(row), announce)
 
         return await self._write(work)
 
@@ -688,19 +609,19 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, ord_, title, bill_id, utc_now(), media_ms),
             ).fetchone()
-            return _announce(conn, _agenda_item(row), announce)
+            return _announce(conn, agenda_item_from(row), announce)
 
         return await self._write(work)
 
     async def agenda(self, sitting_id: str) -> list[AgendaItem]:
         rows = await self._read_rows("SELECT * FROM agenda_items WHERE sitting_id = ? ORDER BY ord, id", (sitting_id,))
-        return [_agenda_item(row) for row in rows]
+        return [agenda_item_from(row) for row in rows]
 
     async def current_agenda_item(self, sitting_id: str) -> AgendaItem | None:
         rows = await self._read_rows(
             "SELECT * FROM agenda_items WHERE sitting_id = ? ORDER BY id DESC LIMIT 1", (sitting_id,)
         )
-        return _agenda_item(rows[0]) if rows else None
+        return agenda_item_from(rows[0]) if rows else None
 
     async def add_speaker(
         self,
@@ -711,7 +632,7 @@ class SqliteStore:
         *,
         announce: Announce[Speaker] | None = None,
     ) -> Speaker:
-        name, role = normalize(name), _optional(role)
+        name, role = normalize(name), optional_text(role)
 
         def work(conn: sqlite3.Connection) -> Speaker:
             _require_sitting(conn, sitting_id)
@@ -720,7 +641,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, name, role, utc_now(), media_ms),
             ).fetchone()
-            return _announce(conn, _speaker(row), announce)
+            return _announce(conn, speaker_from(row), announce)
 
         return await self._write(work)
 
@@ -728,7 +649,7 @@ class SqliteStore:
         rows = await self._read_rows(
             "SELECT * FROM speakers WHERE sitting_id = ? ORDER BY id DESC LIMIT 1", (sitting_id,)
         )
-        return _speaker(rows[0]) if rows else None
+        return speaker_from(rows[0]) if rows else None
 
     # -- caption segments ------------------------------------------------------------------------
 
@@ -755,7 +676,7 @@ class SqliteStore:
             ).fetchone()
             # Same transaction: searchable the moment it is recorded, before its event is published.
             search_sqlite.index_archived(conn, row["id"])
-            return _announce(conn, _segment(row), announce)
+            return _announce(conn, segment_from(row), announce)
 
         return await self._write(work)
 
@@ -771,7 +692,7 @@ class SqliteStore:
             "SELECT * FROM segments WHERE sitting_id = ? AND id > ? ORDER BY start_ms, id LIMIT ?",
             (sitting_id, after_id, limit),
         )
-        return [_segment(row) for row in rows]
+        return [segment_from(row) for row in rows]
 
     async def segments_version(self, sitting_id: str) -> tuple[int, ...]:
         rows = await self._read_rows(
@@ -815,7 +736,7 @@ class SqliteStore:
 
     async def get_segment(self, segment_id: int) -> Segment | None:
         rows = await self._read_rows("SELECT * FROM segments WHERE id = ?", (segment_id,))
-        return _segment(rows[0]) if rows else None
+        return segment_from(rows[0]) if rows else None
 
     async def segment_neighbours(
         self, segment: Segment, before: int, after: int
@@ -834,7 +755,7 @@ class SqliteStore:
                 " ORDER BY start_ms, id LIMIT :n",
                 {**at, "n": after},
             ).fetchall()
-            return [_segment(r) for r in reversed(earlier)], [_segment(r) for r in later]
+            return [segment_from(r) for r in reversed(earlier)], [segment_from(r) for r in later]
 
         return await self._read(work)
 
@@ -864,7 +785,7 @@ class SqliteStore:
                 "UPDATE segments SET text = ?, revision = ? WHERE id = ? RETURNING *", (text, revision, segment_id)
             ).fetchone()
             search_sqlite.reindex(conn, segment_id, text)
-            return _announce(conn, _segment(row), announce)
+            return _announce(conn, segment_from(row), announce)
 
         return await self._write(work)
 
@@ -892,13 +813,13 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFound(f"sitting {id!r}")
-            return _sitting(row)
+            return sitting_from(row)
 
         return await self._write(work)
 
     async def speakers(self, sitting_id: str) -> list[Speaker]:
         rows = await self._read_rows("SELECT * FROM speakers WHERE sitting_id = ? ORDER BY id", (sitting_id,))
-        return [_speaker(row) for row in rows]
+        return [speaker_from(row) for row in rows]
 
     # -- votes and bills -----------------------------------------------------------------------
 
@@ -929,7 +850,7 @@ class SqliteStore:
                 " agenda_item_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (sitting_id, motion, yes, no, abstain, absent, result, bill_id, agenda_item_id, utc_now()),
             ).fetchone()
-            return _announce(conn, _vote(row), announce)
+            return _announce(conn, vote_from(row), announce)
 
         return await self._write(work)
 
@@ -942,12 +863,12 @@ class SqliteStore:
 
     async def votes(self, sitting_id: str) -> list[Vote]:
         rows = await self._read_rows("SELECT * FROM votes WHERE sitting_id = ? ORDER BY id", (sitting_id,))
-        return [_vote(row) for row in rows]
+        return [vote_from(row) for row in rows]
 
     async def upsert_bill(
         self, id: str, title: str, status: str | None = None, *, announce: Announce[Bill] | None = None
     ) -> Bill:
-        title, status = normalize(title), _optional(status)
+        title, status = normalize(title), optional_text(status)
 
         def work(conn: sqlite3.Connection) -> Bill:
             row = conn.execute(
@@ -1019,10 +940,10 @@ class SqliteStore:
                 conn.execute("COMMIT")
             return BillRecord(
                 _bill(bill),
-                [_sitting(r) for r in sittings],
-                [_agenda_item(r) for r in agenda],
-                [_vote(r) for r in votes],
-                [_segment(r) for r in segments],
+                [sitting_from(r) for r in sittings],
+                [agenda_item_from(r) for r in agenda],
+                [vote_from(r) for r in votes],
+                [segment_from(r) for r in segments],
             )
 
         return await self._read(work)
@@ -1089,7 +1010,7 @@ class SqliteStore:
         # must see every entry written before it asks.
         def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
             rows = conn.execute("SELECT * FROM outbox WHERE owner = ? ORDER BY id LIMIT ?", (owner, limit)).fetchall()
-            return [_outbox_entry(row) for row in rows]
+            return [outbox_entry_from(row, json.loads(row["data"])) for row in rows]
 
         return await self._write(work, in_transaction=False)
 

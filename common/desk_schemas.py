@@ -223,6 +223,7 @@ class SuggestionsQuery(BaseModel):
 class StaffMessagesQuery(BaseModel):
     model_config = ConfigDict(strict=True, regex_engine="python-re")
     status: Status | None = Field(None, description="one of received, in_review, forwarded, answered, closed, spam")
+    kind: Kind | None = Field(None, description="one of complaint, suggestion, question")
     before: str | None = Field(None, pattern=MESSAGE_ID_REGEX, description="a message id: only older ones (paging)")
     limit: int = Field(50, ge=1, le=PAGE_MAX, description=f"an integer from 1 to {PAGE_MAX}")
 

@@ -58,6 +58,7 @@ from desk.accounts import Principal
 from desk.accounts_sqlite import Forbidden, NotFound
 from desk.attachments import MAX_FILES, MAX_TOTAL_BYTES, AttachmentStore, Refused, check_all, download_headers
 from desk.messages import (
+    KINDS,
     STATUSES,
     InvalidMessage,
     InvalidTransition,
@@ -440,6 +441,9 @@ class MessagesAPI:
         status = request.query_params.get("status")
         if status is not None and status not in STATUSES:
             return json_error(400, f"must be one of {', '.join(STATUSES)}", field="status")
+        kind = request.query_params.get("kind")
+        if kind is not None and kind not in KINDS:
+            return json_error(400, f"must be one of {', '.join(KINDS)}", field="kind")
         before = request.query_params.get("before")
         if before is not None and not _MESSAGE_ID.fullmatch(before):
             return json_error(400, "must be a message id", field="before")
@@ -447,7 +451,7 @@ class MessagesAPI:
         if limit is None:
             return json_error(400, "must be a whole number from 1 to 100", field="limit")
         found = await asyncio.to_thread(
-            self.messages.list_messages, principal, status=status, before=before, limit=limit
+            self.messages.list_messages, principal, status=status, kind=kind, before=before, limit=limit
         )
         more = found[-1].id if len(found) == limit else None
         return _ok({"messages": [m.to_json() for m in found], "next_before": more})

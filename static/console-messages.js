@@ -30,14 +30,9 @@ const NEXT = {
 // The status form's choices (spam has its own button).
 const MOVES = { in_review: "กำลังพิจารณา", forwarded: "ส่งต่อคณะกรรมาธิการ", answered: "ตอบแล้ว", closed: "ปิดเรื่อง" };
 
-const state = { before: null, generation: 0, open: null, rows: new Map() };
+const state = { before: null, filter: { status: "", kind: "" }, generation: 0, open: null, rows: new Map() };
 
 const base = (id) => `/api/staff/messages/${encodeURIComponent(id)}`;
-
-function kindShown(m) {
-  const kind = $("msg-kind").value;
-  return !kind || m.kind === kind;
-}
 
 // ---- the list ------------------------------------------------------------------------------------------------------
 
@@ -62,12 +57,14 @@ function row(m) {
   );
 }
 
-// The API filters by status; kind is narrowed here, within the pages fetched (the API has no kind filter).
+// The API filters by status and kind. "Older" sends the filters of the list shown with its cursor, not what the
+// selects say now: a page of another filter appended to it would mix two lists.
 async function loadMessages(fromTop) {
   const mine = ++state.generation;
+  if (fromTop) state.filter = { status: $("msg-status").value, kind: $("msg-kind").value };
   const query = new URLSearchParams({ limit: String(PAGE) });
-  const status = $("msg-status").value;
-  if (status) query.set("status", status);
+  if (state.filter.status) query.set("status", state.filter.status);
+  if (state.filter.kind) query.set("kind", state.filter.kind);
   if (!fromTop && state.before) query.set("before", state.before);
   $("msg-more").disabled = true;
   const body = await act(() => api("GET", `/api/staff/messages?${query}`), { errorTarget: "msg-filter-error" });
@@ -78,14 +75,13 @@ async function loadMessages(fromTop) {
     $("msg-list").replaceChildren();
   }
   for (const m of body.messages) {
-    if (!kindShown(m) || state.rows.has(m.id)) continue;
+    if (state.rows.has(m.id)) continue;
     const li = row(m);
     state.rows.set(m.id, li);
     $("msg-list").append(li);
   }
   state.before = body.next_before;
   $("msg-more").hidden = body.next_before === null;
-  $("msg-empty").textContent = body.next_before ? "ไม่พบในข้อความที่โหลดมา ลองดูที่เก่ากว่านี้" : "ไม่มีข้อความ";
   $("msg-empty").hidden = state.rows.size > 0;
 }
 

@@ -1,7 +1,10 @@
 // The editors' panel: news written in Markdown with images, published and unpublished, and the library of
-// publications with their PDF. Every action is a call of desk/news_api.py's routes. Nothing here is ever rendered
-// as HTML: the console shows the Markdown source and the titles as text (el() sets textContent); only the public
-// page shows the body, rendered and sanitised by the server.
+// publications with their PDF. Every action is a call of desk/news_api.py's routes. The console shows the Markdown
+// source and the titles as text (el() sets textContent). The one piece of HTML it inserts is the preview: the
+// saved article's `html` from the API, which the server rendered from Markdown with raw HTML off and cleaned with
+// nh3 against an allow-list (desk/news.py), exactly what the public page inserts; the console's CSP (script-src
+// 'self', nothing inline) is the lock behind that. What the editor types never goes in as HTML: the preview is of
+// the saved draft, and says so while the form holds unsaved changes.
 
 import { $, el, thaiDate } from "/static/common.js";
 import { act, api, can, notify, registerPanel } from "/static/console-api.js";
@@ -102,10 +105,62 @@ async function refreshPublications() {
   );
 }
 
+// ---- the preview ---------------------------------------------------------------------------------------------------
+
+// Built here rather than in console.html: the region, its heading, the stale-note and the body as the public page's
+// .article-body, placed before the publishing buttons (preview, then publish).
+const draftPreview = el(
+  "section",
+  { id: "news-draft", class: "console-message news-draft", "aria-labelledby": "news-draft-h", hidden: true },
+  el("h3", { id: "news-draft-h", class: "console-sub", text: "ตัวอย่างเนื้อข่าว (Preview)", tabIndex: -1 }),
+  el("p", {
+    id: "news-draft-note",
+    class: "muted console-hint",
+    text: "ฉบับที่บันทึกล่าสุด แสดงอย่างที่หน้าข่าวสาธารณะจะแสดง",
+  }),
+  el("p", {
+    id: "news-draft-stale",
+    class: "console-hint",
+    text: "มีการแก้ไขที่ยังไม่บันทึก: กด “บันทึกและดูตัวอย่าง” เพื่อดูฉบับล่าสุด",
+    hidden: true,
+  }),
+  el("div", { id: "news-draft-body", class: "article-body" }),
+);
+$("news-publishing").before(draftPreview);
+$("news-form")
+  .querySelector(".console-actions")
+  .append(
+    el("button", { id: "news-draft-show", class: "console-button console-quiet", type: "button", text: "บันทึกและดูตัวอย่าง" }),
+  );
+
+function showPreview(item) {
+  draftPreview.hidden = !item;
+  $("news-draft-stale").hidden = true;
+  // item.html is the server's sanitised rendering (see the top of this file); nothing typed here goes in as HTML.
+  if (item) $("news-draft-body").innerHTML = item.html;
+  else $("news-draft-body").replaceChildren();
+}
+
+// Typing makes the shown preview older than the form: say so rather than render the editor's text here.
+for (const id of ["news-title", "news-body"]) {
+  $(id).addEventListener("input", () => {
+    if (state.item) $("news-draft-stale").hidden = false;
+  });
+}
+
+$("news-draft-show").addEventListener("click", async () => {
+  const item = await save();
+  if (!item) return;
+  notify(`บันทึกร่างข่าวแล้ว แสดงตัวอย่างด้านล่าง: ${item.title}`);
+  $("news-draft-h").focus();
+  await refreshNews();
+});
+
 // ---- the editor ----------------------------------------------------------------------------------------------------
 
 function showItem(item) {
   state.item = item;
+  showPreview(item);
   $("news-form-h").textContent = item ? "แก้ไขข่าว" : "เขียนข่าวใหม่";
   $("news-meta").hidden = !item;
   $("news-summary").hidden = !(item && item.summary);

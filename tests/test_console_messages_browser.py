@@ -262,8 +262,17 @@ async def test_suggestions_are_published_only_with_consent_and_spam_is_marked(
     await expect(page.locator("#msg-list .console-pick")).to_have_text(["ซื้อเหรียญดิจิทัลกำไรสิบเท่า"])
     await card.get_by_label("สถานะ", exact=True).select_option("")
     await card.get_by_label("ประเภท", exact=True).select_option("suggestion")
-    await card.get_by_role("button", name="แสดงข้อความ").click()
+    # The kind filter is the API's (?kind=), not a narrowing of the pages already fetched.
+    async with page.expect_request(lambda r: "/api/staff/messages?" in r.url) as asked:
+        await card.get_by_role("button", name="แสดงข้อความ").click()
+    assert "kind=suggestion" in (await asked.value).url
     await expect(page.locator("#msg-list .console-pick")).to_have_text(["ขอที่จอดจักรยาน", "ขอให้เพิ่มล่ามภาษามือ"])
+    await card.get_by_label("ประเภท", exact=True).select_option("question")
+    await card.get_by_label("สถานะ", exact=True).select_option("received")
+    await card.get_by_role("button", name="แสดงข้อความ").click()
+    await expect(page.locator("#msg-list li")).to_have_count(0)  # the one question is spam now
+    await expect(page.locator("#msg-empty")).to_be_visible()
+    await expect(page.locator("#msg-empty")).to_have_text("ไม่มีข้อความ")
 
 
 async def test_the_senders_html_comes_back_inert(running: Running, context: BrowserContext):

@@ -1,8 +1,8 @@
 """The editors' panel of the staff console in headless Debian chromium, against the real server and real accounts:
 an editor writes a news item in Markdown, uploads an image into it at the cursor, publishes it, and the public
-/news/{slug} page shows it rendered with the image while a typed ``<script>`` stays inert; the editor adds a
-publication with its PDF and /publications lists it; a moderator (no ``news.write``) gets no panel; the panel
-passes axe's WCAG 2.2 AA rules on a phone."""
+/news/{slug} page shows it rendered with the image while a typed ``<script>`` stays inert; a draft's preview shows
+the server's rendering, script inert; the editor adds a publication with its PDF and /publications lists it; a
+moderator (no ``news.write``) gets no panel; the panel passes axe's WCAG 2.2 AA rules on a phone."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from chromium import needs_chromium
 from console_helpers import sign_in, staff_accounts, tablet_context
@@ -202,6 +203,55 @@ async def test_an_editor_writes_illustrates_and_publishes_news_and_adds_a_public
     assert response.ok and await response.body() == pdf()
 
 
+async def test_an_editor_previews_a_draft_as_the_public_page_would_show_it(running: Running, context: BrowserContext):
+    """The "save and preview" button shows the saved draft's body in the Preview region as the server rendered
+    it: a heading from Markdown, bold text, and a typed script as inert text; edits not yet saved leave the preview
+    as it was (marked stale) until saved again; nothing of the draft is public meanwhile."""
+    console = await context.new_page()
+    await sign_in(console, running.url, "kanda")
+    card = console.locator("#news-card")
+    region = console.get_by_role("region", name="ตัวอย่างเนื้อข่าว (Preview)")
+    await expect(region).to_be_hidden()  # nothing saved yet: nothing to preview
+
+    await card.get_by_label("หัวข้อข่าว").fill(TITLE)
+    body = card.get_by_label("เนื้อข่าว (Markdown)")
+    await body.fill(f"# หัวข้อจาก Markdown\n\nที่ประชุม**เห็นชอบ**\n\n{SCRIPT}")
+    await card.get_by_role("button", name="บันทึกและดูตัวอย่าง").click()
+    await expect(console.locator("#notice")).to_have_text(f"บันทึกร่างข่าวแล้ว แสดงตัวอย่างด้านล่าง: {TITLE}")
+    await expect(region).to_be_visible()
+    await expect(region.get_by_role("heading", name="ตัวอย่างเนื้อข่าว (Preview)")).to_be_focused()
+    shown = region.locator(".article-body")
+    await expect(shown.get_by_role("heading", level=2)).to_have_text("หัวข้อจาก Markdown")
+    await expect(shown.locator("strong")).to_have_text("เห็นชอบ")
+    await expect(shown).to_contain_text(SCRIPT)  # the typed script, as characters
+    await expect(shown.locator("script")).to_have_count(0)
+    assert await console.evaluate("window.pwned") is None
+    await expect(console.locator("#news-list li").filter(has_text=TITLE).locator(".badge")).to_have_text("ร่าง")
+
+    # Typing does not reach the preview: it stays the saved draft, marked as older than the form.
+    stale = console.locator("#news-draft-stale")
+    await expect(stale).to_be_hidden()
+    await body.fill(f"## หัวข้อใหม่\n\n{SCRIPT}<b>ตัวหนาแบบ HTML</b>")
+    await expect(stale).to_be_visible()
+    await expect(shown.get_by_role("heading")).to_have_text(["หัวข้อจาก Markdown"])
+    await card.get_by_role("button", name="บันทึกและดูตัวอย่าง").click()
+    await expect(stale).to_be_hidden()
+    await expect(shown.get_by_role("heading", level=3)).to_have_text("หัวข้อใหม่")
+    await expect(shown.get_by_role("heading", level=2)).to_have_count(0)
+    await expect(shown).to_contain_text("<b>ตัวหนาแบบ HTML</b>")
+    await expect(shown.locator("b, script")).to_have_count(0)
+    assert await console.evaluate("window.pwned") is None
+
+    # Still a draft: the public gets nothing of it.
+    slug = await console.locator("#news-list li").filter(has_text=TITLE).get_attribute("data-slug")
+    async with httpx.AsyncClient(base_url=running.url) as client:
+        assert (await client.get(f"/api/news/{slug}")).status_code == 404
+    # Starting a new article hides the preview of the old one.
+    await card.get_by_role("button", name="เริ่มข่าวใหม่").click()
+    await expect(region).to_be_hidden()
+    await expect(console.locator("#news-draft-body")).to_be_empty()
+
+
 async def test_a_moderator_gets_no_news_panel(running: Running, context: BrowserContext):
     """A moderator sees neither the panel nor its link, and the API refuses them a news item all the same."""
     console = await context.new_page()
@@ -229,10 +279,13 @@ async def test_the_news_panel_passes_axe_on_a_phone(running: Running, browser: B
         await sign_in(page, running.url, "kanda")
         card = page.locator("#news-card")
         await card.get_by_label("หัวข้อข่าว").fill(TITLE)
-        await card.get_by_label("เนื้อข่าว (Markdown)").fill("ที่ประชุม**เห็นชอบ**")
+        await card.get_by_label("เนื้อข่าว (Markdown)").fill("# หัวข้อ\n\nที่ประชุม**เห็นชอบ** [ลิงก์](https://example.org)")
         await card.get_by_role("button", name="บันทึกร่าง").click()
         await expect(page.locator("#news-list li")).to_have_count(1)
         await expect(page.locator("#news-publish")).to_be_visible()
+        # The draft's preview is open, with a heading and a link from the Markdown: axe checks it too.
+        await expect(page.locator("#news-draft-body h2")).to_have_text("หัวข้อ")
+        await expect(page.locator("#news-draft-body a")).to_have_text("ลิงก์")
         await card.get_by_role("button", name="อัปโหลดและแทรกรูป").click()  # no file: an error at its field
         await expect(page.locator("#news-image-error")).to_have_text("กรุณาเลือกไฟล์รูปภาพ")
         await card.scroll_into_view_if_needed()

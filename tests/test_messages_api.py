@@ -506,6 +506,56 @@ async def test_triage_moves_the_status_notifies_an_email_sender_and_publishes_an
     ] == [spam_id]
 
 
+async def test_moderators_list_by_kind_with_status_and_paging_and_an_unknown_kind_is_a_400(
+    site: Site, client: httpx.AsyncClient
+):
+    """``?kind=`` lists only that kind, newest first, together with ``status`` and across pages; an unknown or
+    empty kind is a 400 naming ``kind``."""
+    sent = [
+        ("suggestion", "ขอให้มีล่ามภาษามือ"),
+        ("complaint", "เว็บไซต์โหลดช้า"),
+        ("suggestion", "ขอที่จอดจักรยาน"),
+        ("question", "ประชุมกี่โมง"),
+        ("suggestion", "ขอคำบรรยายภาษาอังกฤษ"),
+    ]
+    for kind, subject in sent:
+        assert (await submit(client, kind=kind, subject=subject, text=f"รายละเอียด {subject}")).status_code == 202
+
+    async def listed(query: str) -> tuple[list[tuple[str, str]], str | None]:
+        r = await client.get(f"/api/staff/messages?{query}", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        return [(m["kind"], m["subject"]) for m in r.json()["messages"]], r.json()["next_before"]
+
+    newest_first = sent[::-1]
+    for kind in ("complaint", "suggestion", "question"):
+        assert (await listed(f"kind={kind}"))[0] == [m for m in newest_first if m[0] == kind]
+    # Paging keeps the kind: two suggestions, then the third, never another kind in between.
+    first, cursor = await listed("kind=suggestion&limit=2")
+    assert [s for _, s in first] == ["ขอคำบรรยายภาษาอังกฤษ", "ขอที่จอดจักรยาน"] and cursor is not None
+    rest, end = await listed(f"kind=suggestion&limit=2&before={cursor}")
+    assert rest == [("suggestion", "ขอให้มีล่ามภาษามือ")] and end is None
+
+    [spam_id] = [m["id"] for m in await messages(client) if m["subject"] == "ขอที่จอดจักรยาน"]
+    r = await client.post(f"/api/staff/messages/{spam_id}/status", json={"status": "spam"}, headers=ADMIN)
+    assert r.status_code == 200
+    assert (await listed("kind=suggestion&status=spam"))[0] == [("suggestion", "ขอที่จอดจักรยาน")]
+    assert (await listed("kind=complaint&status=spam"))[0] == []
+    assert [s for _, s in (await listed("kind=suggestion&status=received"))[0]] == [
+        "ขอคำบรรยายภาษาอังกฤษ",
+        "ขอให้มีล่ามภาษามือ",
+    ]
+
+    for bad in ("nope", "", "Suggestion", "suggestion%00"):
+        r = await client.get(f"/api/staff/messages?kind={bad}", headers=ADMIN)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json() == {
+            "ok": False,
+            "status": 400,
+            "error": "must be one of complaint, suggestion, question",
+            "field": "kind",
+        }
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [

@@ -183,6 +183,34 @@ async def test_editing_keeps_the_slug_and_rerenders(client: httpx.AsyncClient):
     assert (edited["slug"], edited["title"], edited["html"]) == (first["slug"], "ชื่อใหม่", "<h2>หัวข้อ</h2>\n")
 
 
+async def test_editors_get_a_drafts_rendered_preview_and_no_one_else_gets_the_draft(
+    client: httpx.AsyncClient, accounts: AccountStore
+):
+    """The console's preview is a draft's `html`, rendered and sanitised by the server: an editor gets it in the
+    staff list and from /api/news/{slug}; without credentials, with a made-up token or a moderator's, the draft is
+    a 404 as if absent, and neither the public list nor the feed shows it."""
+    item = await draft(client, title="ร่างข่าวตัวอย่าง", body="# หัวข้อจาก Markdown\n\n<script>window.__xss=1</script>")
+    expected = "<h2>หัวข้อจาก Markdown</h2>\n<p>&lt;script&gt;window.__xss=1&lt;/script&gt;</p>\n"
+    assert item["html"] == expected and item["status"] == "draft"
+    editor = token(accounts, "ed-preview", "editor")
+    listed = await client.get("/api/staff/news", params={"status": "draft"}, headers=editor)
+    assert listed.status_code == 200, listed.text
+    assert [(n["slug"], n["html"]) for n in listed.json()["news"]] == [(item["slug"], expected)]
+    mine = await client.get(f"/api/news/{item['slug']}", headers=editor)
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["item"]["html"] == expected and mine.json()["item"]["status"] == "draft"
+
+    moderator = token(accounts, "mod-preview", "moderator")
+    for headers in ({}, {"Authorization": "Bearer made-up"}, moderator):
+        r = await client.get(f"/api/news/{item['slug']}", headers=headers)
+        assert r.status_code == 404, (headers, r.text)
+        assert "หัวข้อจาก Markdown" not in r.text
+    assert (await client.get("/api/staff/news")).status_code == 401
+    assert (await client.get("/api/news")).json()["news"] == []
+    assert "ร่างข่าวตัวอย่าง" not in (await client.get("/news.atom")).text
+    assert (await client.get(f"/news/{item['slug']}")).status_code == 404
+
+
 # ---- XSS -------------------------------------------------------------------------------------------------------
 
 
