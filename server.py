@@ -33,6 +33,7 @@ from broadcast.envelope import ID_PATTERN
 from broadcast.ws import ABORT_KEY, EventSocket
 from common.cors import CorsPolicy
 from common.http import json_error
+from common.malloc import cap_arenas
 from common.methods import Methods
 from common.security import SecurityHeaders
 from desk.accounts_sqlite import AccountStore
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     args = parse_args(argv)
+    cap_arenas()  # before the model and the thread pools start their threads
     env_settings = Settings.from_env()
     settings = Settings(
         **{

@@ -21,17 +21,25 @@ mentions, a speaker speaking, an agenda title matching a keyword) carry a ``thro
 alert every 15 minutes at most, not one per sentence. Keyword matching is ``archive.search``'s (``parse_query`` and
 ``score`` on the folded text), so an alert fires exactly when the saved search would find the text.
 
-How it is meant to be wired: the driver (``alerts.delivery.Alerting.publish``) asks the store for the active follows
-of ``exact_targets(event)`` and, when ``wants_keywords(event)``, the keyword follows; passes them to ``plan``; and
-enqueues the result with the event id (in chunks of a few hundred rows, each one transaction).
+How it is meant to be wired: the driver (``alerts.delivery.Alerting``) asks the store for the active follows of
+``exact_targets(event)`` and, when ``wants_keywords(event)``, the keyword follows; passes them to ``plan``; and
+enqueues the result with the event id (in chunks of a few hundred rows, each one transaction). When that work is left
+to the niced sender process, the event travels through the alerts database as JSON: ``event_to_json`` /
+``event_from_json`` (every field of every event kind, nested bills, stages, dates and clock readings included).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
+import json
+import types
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from alerts import messages
 from alerts.messages import Alert, BillRef
@@ -122,6 +130,71 @@ class SittingStarted:
 
 
 Event = StageChanged | VoteResult | AgendaLive | CaptionFinal | ClockDue | SittingStarted
+EVENT_KINDS: dict[str, type[Any]] = {
+    c.__name__: c for c in (StageChanged, VoteResult, AgendaLive, CaptionFinal, ClockDue, SittingStarted)
+}
+
+
+class EventDecodeError(ValueError):
+    """Stored event JSON that does not make an event (an unknown kind, a missing or mistyped field)."""
+
+
+def _encode(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(hint: Any, value: object) -> object:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]  # our events' unions are all ``X | None``
+        return _decode(inner, value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise EventDecodeError(f"expected a list, got {value!r:.60}")
+        return tuple(_decode(typing.get_args(hint)[0], v) for v in value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise EventDecodeError(f"expected an object for {hint.__name__}")
+        hints = typing.get_type_hints(hint)
+        try:
+            return hint(**{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(hint)})
+        except KeyError as exc:
+            raise EventDecodeError(f"{hint.__name__} lacks {exc}") from None
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if hint is date:
+        return date.fromisoformat(str(value))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, bool) and type(value) is hint:
+        return value
+    raise EventDecodeError(f"expected {hint}, got {value!r:.60}")
+
+
+def event_to_json(event: Event) -> str:
+    """The event as JSON (its kind and every field), for ``event_from_json`` in another process."""
+    return json.dumps({"kind": type(event).__name__, "event": _encode(event)}, ensure_ascii=False)
+
+
+def event_from_json(text: str) -> Event:
+    """The event ``event_to_json`` wrote; ``EventDecodeError`` when the text is not one."""
+    try:
+        data = json.loads(text)
+        cls = EVENT_KINDS[data["kind"]]
+        return typing.cast(Event, _decode(cls, data["event"]))
+    except (KeyError, TypeError, ValueError) as exc:  # EventDecodeError is a ValueError
+        raise EventDecodeError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

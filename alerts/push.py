@@ -13,7 +13,9 @@ with headers that matter for a phone that is offline:
 
 Building is sans-I/O (``build_push``); ``send`` is the thin driver. The payload is encrypted here with
 ``cryptography`` directly (``encrypt``: a fresh ECDH key and salt per message, as RFC 8291 requires; about a third
-of ``pywebpush``'s cost, which rebuilds its objects for every message), and the VAPID token is signed once per push
+of ``pywebpush``'s cost, which rebuilds its objects for every message; ``prepare`` does the payload-independent part
+ahead of time and ``seal`` the rest, so ``alerts.push_keys`` can keep one such record per subscription ready and a
+burst only seals), and the VAPID token is signed once per push
 service origin and reused until an hour before its ``exp`` (RFC 8292 sec. 2 allows reuse until then; ``exp`` is
 12 h ahead), not signed for every message. The push service's answer is classified by
 ``alerts.schedule.classify(status, gone=PUSH_GONE)``: 404/410 mean the subscription has expired or been revoked and
@@ -35,9 +37,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
+import re
 import struct
 import weakref
 from dataclasses import dataclass
@@ -134,6 +138,7 @@ def parse_subscription(value: object, *, allow_http: bool = False) -> PushSubscr
     return PushSubscription(endpoint, p256dh, auth)
 
 
+@functools.lru_cache(maxsize=1024)  # one subject per event: computed once, not once per subscription
 def topic_for(key: str) -> str:
     """The ``Topic`` for alerts about ``key`` (e.g. ``"bill:42"``): 32 base64url characters of its SHA-256, so
     the same bill always gets the same topic and nothing about it is readable by the push service."""
@@ -176,9 +181,29 @@ def _hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
     return hmac.digest(prk, info + b"\x01", "sha256")[:length]
 
 
-def encrypt(payload: bytes, p256dh: str, auth: str, *, salt: bytes | None = None) -> bytes:
-    """``payload`` encrypted for a subscription's keys as RFC 8291 says: the ``aes128gcm`` body (RFC 8188) of one
-    record, with a fresh ephemeral P-256 key and a fresh salt for every message. ``ValueError`` for bad keys."""
+@dataclass(frozen=True, slots=True, repr=False)
+class Prepared:
+    """Everything of one RFC 8291 message that does not depend on its payload, made ahead of time (``prepare``):
+    the ``aes128gcm`` header (salt, record size, the ephemeral public key) and the content-encryption key and nonce
+    derived from them. Good for exactly ONE message: ``seal`` it once and drop it (``alerts.push_keys`` pops it from
+    its pool before use, so a retry never sees it again). ``repr=False``: a key must never reach a log."""
+
+    header: bytes  # salt (16) || rs (4) || idlen (1) || as_public (65): RFC 8188 sec. 2.1
+    cek: bytes
+    nonce: bytes
+
+
+def prepare(p256dh: str, auth: str, *, salt: bytes | None = None) -> Prepared:
+    """The payload-independent part of ``encrypt`` for a subscription's keys: a NEW ephemeral P-256 key pair, its
+    ECDH secret with ``p256dh``, the IKM (RFC 8291 sec. 3.3-3.4), a fresh random salt and from it the CEK and nonce
+    (RFC 8188 sec. 2.2-2.3). ``ValueError`` for bad keys.
+
+    Why doing this before the message exists is allowed: RFC 8291 (sec. 2, 3.1) asks that the application server
+    generate an ephemeral key pair and a random salt for each message, and lets it discard the pair once the message
+    is encrypted; it does not say when the pair must be made. Each ``Prepared`` still belongs to one message only
+    (the pool in ``alerts.push_keys`` hands it out once and forgets it), so every message keeps its own key pair and
+    salt; only the moment of generation moves to idle time. The ephemeral private key is dropped here at once: it
+    is needed for nothing but the ECDH secret."""
     ua_public = b64url_decode(p256dh)
     auth_secret = b64url_decode(auth)
     peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), ua_public)
@@ -189,10 +214,25 @@ def encrypt(payload: bytes, p256dh: str, auth: str, *, salt: bytes | None = None
     shared = ephemeral.exchange(ec.ECDH(), peer)
     ikm = _hkdf(auth_secret, shared, b"WebPush: info\x00" + ua_public + as_public, 32)
     salt = salt if salt is not None else os.urandom(16)
-    key = _hkdf(salt, ikm, b"Content-Encoding: aes128gcm\x00", 16)
+    cek = _hkdf(salt, ikm, b"Content-Encoding: aes128gcm\x00", 16)
     nonce = _hkdf(salt, ikm, b"Content-Encoding: nonce\x00", 12)
-    record = AESGCM(key).encrypt(nonce, payload + b"\x02", None)  # 0x02: the last (only) record, no padding
-    return salt + struct.pack("!IB", RECORD_SIZE, len(as_public)) + as_public + record
+    header = salt + struct.pack("!IB", RECORD_SIZE, len(as_public)) + as_public
+    return Prepared(header, cek, nonce)
+
+
+def seal(payload: bytes, prepared: Prepared) -> bytes:
+    """``payload`` encrypted with a ``Prepared`` record: the ``aes128gcm`` body (RFC 8188) of one record; all that
+    is left to do at send time (AES-128-GCM and the header in front, a few microseconds)."""
+    record = AESGCM(prepared.cek).encrypt(prepared.nonce, payload + b"\x02", None)  # 0x02: the last record, no pad
+    return prepared.header + record
+
+
+def encrypt(payload: bytes, p256dh: str, auth: str, *, salt: bytes | None = None) -> bytes:
+    """``payload`` encrypted for a subscription's keys as RFC 8291 says: the ``aes128gcm`` body (RFC 8188) of one
+    record, with a fresh ephemeral P-256 key and a fresh salt for every message. ``ValueError`` for bad keys.
+    The same bytes as ``seal(payload, prepare(...))``, which it is: the pooled path differs only in when
+    ``prepare`` ran."""
+    return seal(payload, prepare(p256dh, auth, salt=salt))
 
 
 # A signed VAPID token per (key, push service origin, subject): (issued at, exp, the Authorization header).
@@ -231,12 +271,16 @@ def build_push(
     ttl: int = DEFAULT_TTL_S,
     urgency: Urgency = "normal",
     topic: str | None = None,
+    prepared: Prepared | None = None,
 ) -> PushRequest:
     """One encrypted, VAPID-signed push message for ``subscription``.
 
     ``subject`` is the operator's contact (``mailto:`` or ``https:``) that push services may use; ``now`` (Unix
-    seconds) dates the VAPID token. Raises ``ValueError`` for a payload over ``MAX_PAYLOAD_BYTES``, a TTL outside
-    1 s..28 days, an unknown urgency or a malformed topic.
+    seconds) dates the VAPID token. ``prepared``: a record made ahead for this subscription's keys and never used
+    before (``alerts.push_keys.PreparedPool.take``), which makes encryption nearly free; without it the message is
+    encrypted in full (``encrypt``); either way the body has the same format. Raises ``ValueError`` for a payload
+    over ``MAX_PAYLOAD_BYTES``, a TTL outside 1 s..28 days, an unknown urgency or a malformed topic (a ``prepared``
+    record given along is then spent all the same: it is never used again).
     """
     if not payload or len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"a push payload holds 1 to {MAX_PAYLOAD_BYTES} bytes, not {len(payload)}")
@@ -246,7 +290,10 @@ def build_push(
         raise ValueError(f"urgency must be one of {', '.join(URGENCIES)}")
     if topic is not None and not (0 < len(topic) <= TOPIC_LENGTH and b64url_safe(topic)):
         raise ValueError("a topic is 1 to 32 characters of the base64url alphabet")
-    body = encrypt(payload, subscription.p256dh, subscription.auth)
+    if prepared is not None:
+        body = seal(payload, prepared)
+    else:
+        body = encrypt(payload, subscription.p256dh, subscription.auth)
     parts = urlsplit(subscription.endpoint)
     headers = {
         **vapid_headers(vapid, f"{parts.scheme}://{parts.netloc}", subject, now),  # vapid t=<JWT>, k=<key>
@@ -260,8 +307,11 @@ def build_push(
     return PushRequest(subscription.endpoint, headers, body)
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_safe(text: str) -> bool:
-    return all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+    return _B64URL.fullmatch(text) is not None
 
 
 async def send(

@@ -29,6 +29,7 @@ from alerts.schedule import AttemptResult
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_DRAIN_BYTES = 64 * 1024
+MAX_TARGETS = 65_536  # URLs whose parsed request line is kept (about 200 bytes each)
 MAX_IDLE_PER_ORIGIN = 256  # keep-alive connections kept per origin (a push service is one origin for thousands)
 USER_AGENT = "Sapha-Alerts/1"
 
@@ -144,6 +145,23 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _target(url: str) -> tuple[tuple[str, str, int], str] | AttemptResult:
+    """The origin (scheme, host, port) of ``url`` and the request line and host header of a POST to it; or why no
+    request can be made."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme, parts.hostname or ""
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return AttemptResult(None, error="invalid port")
+    if scheme not in ("http", "https") or not host:
+        return AttemptResult(None, error="not an http(s) URL")
+    target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        target += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    return (scheme, host, port), f"POST {target} HTTP/1.1\r\nhost: {parts.netloc}"
+
+
 class HttpSender:
     """The delivery workers' HTTP/1.1 client (module docstring): ``await sender.post(url, headers, body,
     timeout=...)`` with ``post_once``'s contract, keep-alive connections reused per origin (scheme, host, port).
@@ -157,6 +175,9 @@ class HttpSender:
         self._ssl = ssl_context
         self.max_idle = max_idle
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        # Per URL: its origin and the request line with the host header (each subscription is sent to again at the
+        # next alert; parsing and quoting each time was a few microseconds per request).
+        self._targets: dict[str, tuple[tuple[str, str, int], str]] = {}
         self._busy: set[_Connection] = set()
 
     def _context(self) -> ssl.SSLContext:
@@ -175,18 +196,17 @@ class HttpSender:
     async def post(
         self, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float = DEFAULT_TIMEOUT_S
     ) -> AttemptResult:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname or ""
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            return AttemptResult(None, error="invalid port")
-        if scheme not in ("http", "https") or not host:
-            return AttemptResult(None, error="not an http(s) URL")
-        target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-        if parts.query:
-            target += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-        lines = [f"POST {target} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(body)}"]
+        parsed = self._targets.get(url)
+        if parsed is None:
+            fresh = _target(url)
+            if isinstance(fresh, AttemptResult):
+                return fresh
+            if len(self._targets) >= MAX_TARGETS:
+                del self._targets[next(iter(self._targets))]  # the oldest: a bound, not a policy
+            parsed = self._targets[url] = fresh
+        key, head = parsed
+        scheme, host, port = key
+        lines = [head, f"content-length: {len(body)}"]
         if "user-agent" not in headers:
             lines.append(f"user-agent: {USER_AGENT}")
         for name, value in headers.items():

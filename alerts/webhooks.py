@@ -98,6 +98,37 @@ def event_body(event_type: str, data: Mapping[str, Any], occurred_at: datetime) 
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class BodyTemplate:
+    """``event_body(event_type, {**data, **dict(zip(tail, values))}, occurred_at)`` serialised once but for the
+    values of ``tail``: ``render(*values)`` gives the same bytes as that call. A vote's 1,000 webhook bodies differ
+    only in the follow's and the event's ids (the last keys of ``data``), so the JSON of the alert is built once per
+    event instead of once per delivery."""
+
+    def __init__(
+        self, event_type: str, data: Mapping[str, Any], occurred_at: datetime, tail: Sequence[str] = ("follow", "event")
+    ) -> None:
+        if not data or set(tail) & set(data):
+            raise ValueError("a template needs data of its own, without the tail's keys")
+        body = event_body(event_type, data, occurred_at)
+        if not body.endswith(b"}}"):  # the data object's end, then the body's
+            raise ValueError("unexpected event body")
+        self._prefix = body[:-2]
+        self._keys = [b"," + _json(name) + b":" for name in tail]
+
+    def render(self, *values: str) -> bytes:
+        if len(values) != len(self._keys):
+            raise ValueError(f"{len(self._keys)} values expected")
+        parts = [self._prefix]
+        for key, value in zip(self._keys, values, strict=True):
+            parts += (key, _json(value))
+        parts.append(b"}}")
+        return b"".join(parts)
+
+
+def _json(value: str) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
 @dataclass(frozen=True)
 class WebhookRequest:
     url: str

@@ -9,7 +9,9 @@ What it runs (everything private to the run, removed at the end):
 4. ``--procs`` client processes (default 8), each opening its share of ``--clients`` WebSocket connections from its
    own source address (127.0.0.2, 127.0.0.3, … so no address needs more than its share of ephemeral ports), each
    connection subscribing to the sitting's channel; the viewers are ``bench/load_clients.py``'s, ``--client lean``
-   (default), ``websockets`` (the library's client) or ``both`` (alternate processes, so one run shows both costs);
+   (default; asyncio), ``epoll`` (a plain ``select.epoll`` loop, the cheapest), ``websockets`` (the library's
+   client), or several kinds given to the processes in turn (``lean,epoll``; ``both`` is ``lean,websockets``), so
+   one run shows each kind's cost;
 5. ``--rounds`` publishing windows (default 3) of ``--duration`` s at ``--rate`` events/s (default 3) of ``speaker``
    events whose ``role`` carries the publication number and the wall-clock time at sending. ``--via broker``
    (default) publishes them from the bench with the service's ``RedisBroker.publish`` (the Lua script every
@@ -59,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_clients import KINDS, client_process, raise_nofile  # noqa: E402  (bench/ on the path, as for faults.py)
+from load_clients import BATCH_S, KINDS, client_process, raise_nofile  # noqa: E402  (bench/ on the path, as for faults.py)
 
 SITTING = "bench-load"
 CHANNEL = f"sitting:{SITTING}"
@@ -282,6 +284,8 @@ class Round:
     # µs of CPU per delivered frame: the server's workers, and each client kind's processes.
     server_us_per_frame: float | None = None
     client_us_per_frame: dict[str, float] = field(default_factory=dict)
+    # Sockets read per epoll wait, for the kinds that count them (epoll): how well one wake-up is shared.
+    client_reads_per_poll: dict[str, float] = field(default_factory=dict)
     delivered_by_kind: dict[str, int] = field(default_factory=dict)
     # Operator POSTs to a sitting nobody watches, made during the round on fresh connections (so both workers
     # get some): what an operator waits for while the fan-out runs.
@@ -512,14 +516,14 @@ async def run(args: argparse.Namespace) -> list[Round]:
                     ctx = mp.get_context("spawn")
                     share = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0)
                              for i in range(args.procs)]  # fmt: skip
-                    kinds = [KINDS[i % 2] if args.client == "both" else args.client for i in range(args.procs)]
+                    kinds = [args.kinds[i % len(args.kinds)] for i in range(args.procs)]
                     t0 = time.monotonic()
                     for i, n in enumerate(share):
                         parent_end, child_end = ctx.Pipe()
                         p = ctx.Process(
                             target=client_process,
                             args=(child_end, kinds[i], CHANNEL, server.port, f"127.0.0.{2 + i}", n,
-                                  args.connect_concurrency, args.connect_timeout),
+                                  args.connect_concurrency, args.connect_timeout, args.epoll_wait_ms / 1000),
                             daemon=True,
                         )  # fmt: skip
                         p.start()
@@ -622,6 +626,13 @@ async def run(args: argparse.Namespace) -> list[Round]:
                             got = len(s_["latency"]) // 8
                             res.delivered_by_kind[kind] = res.delivered_by_kind.get(kind, 0) + got
                             res.client_us_per_frame[kind] = res.client_us_per_frame.get(kind, 0.0) + s_["cpu_s"]
+                        polls: dict[str, list[int]] = {}
+                        for s_ in stats:
+                            if "polls" in s_:
+                                got_polls = polls.setdefault(s_["kind"], [0, 0])
+                                got_polls[0] += s_["polls"]
+                                got_polls[1] += s_["reads"]
+                        res.client_reads_per_poll = {kind: round(r / max(p_, 1), 1) for kind, (p_, r) in polls.items()}
                         for kind, cpu_s in res.client_us_per_frame.items():
                             n_kind = res.delivered_by_kind[kind]
                             res.client_us_per_frame[kind] = round(cpu_s / n_kind * 1e6, 2) if n_kind else 0.0
@@ -730,9 +741,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="RedisBroker.publish from the bench (default), or operator POSTs")  # fmt: skip
     p.add_argument(
         "--client",
-        choices=(*KINDS, "both"),
         default="lean",
-        help="viewer implementation (bench/load_clients.py); both: alternate processes (default lean)",
+        help=f"viewer implementation (bench/load_clients.py): one of {', '.join(KINDS)}, or several joined by "
+        "commas, given to the processes in turn (lean,epoll: both costs from the same run); both: "
+        "lean,websockets (default lean)",
+    )
+    p.add_argument(
+        "--epoll-wait-ms",
+        type=float,
+        default=BATCH_S * 1000,
+        help="epoll viewers: after a poll that found few sockets ready, wait this long so that one wake-up serves "
+        "more of them (counted in the latencies; default %(default)g; 0: none)",
     )
     p.add_argument(
         "--probe-rate",
@@ -750,6 +769,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.procs <= 250:
         p.error("--procs must be 1..250 (one 127.0.0.x source address each)")
+    args.kinds = ["lean", "websockets"] if args.client == "both" else args.client.split(",")
+    if not set(args.kinds) <= set(KINDS) or len(args.kinds) > args.procs:
+        p.error(f"--client must name {', '.join(KINDS)} or both, at most one kind per process")
     return args
 
 

@@ -55,6 +55,34 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def memory_split(pid: int) -> dict[str, float]:
+    """Resident MiB by kind of mapping (``/proc/<pid>/smaps``), to tell where a growth of RSS lives: the main
+    ``[heap]`` (brk), anonymous maps of 32 MiB or more of address space (glibc's per-thread arenas reserve 64 MiB;
+    CTranslate2's big buffers), smaller anonymous maps (pymalloc arenas, mmap'd blocks, thread stacks) and
+    file-backed pages (libraries, the model, SQLite's mmap)."""
+    split = {"heap_mib": 0.0, "anon_big_mib": 0.0, "anon_small_mib": 0.0, "file_mib": 0.0}
+    key, size_kib = "", 0
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):  # a header: "start-end perms offset dev inode [path]"
+                fields = line.split()
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                size_kib = (end - start) // 1024
+                path = fields[5] if len(fields) > 5 else ""
+                if path == "[heap]":
+                    key = "heap_mib"
+                elif path.startswith("/"):
+                    key = "file_mib"
+                elif path == "":
+                    key = "anon_big_mib" if size_kib >= 32 * 1024 else "anon_small_mib"
+                else:
+                    key = ""  # [stack], [vdso], ...
+            elif head == "Rss:" and key:
+                split[key] += int(line.split()[1]) / 1024
+    return {k: round(v, 1) for k, v in split.items()}
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process (its threads included), in seconds."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -223,6 +251,7 @@ async def run(args: argparse.Namespace) -> int:
         ATTACHMENTS_DIR=str(workdir / "attachments"),
         LOG_LEVEL=env.get("LOG_LEVEL", "WARNING"),
     )
+    env.update(dict(item.split("=", 1) for item in args.env))
     env.pop("REDIS_URL", None)  # the in-process bus: one process, nothing shared with other runs
     log_path = workdir / "server.log"
     log = open(log_path, "wb")
@@ -258,6 +287,7 @@ async def run(args: argparse.Namespace) -> int:
                     "minute": minute,
                     "wall_s": round(now_t - started, 1),
                     "rss_mib": round(rss_mib(proc.pid), 1),
+                    **memory_split(proc.pid),
                     "cpu_pct": round(100.0 * (now_cpu - last_cpu) / (now_t - last_t), 1),
                     "lag_s": max(lag.values(), default=float("nan")),
                     "rtf": max(rtf.values(), default=float("nan")),
@@ -337,6 +367,9 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=20, help="WebSocket viewers on sitting:soak")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="Thai speech file the server loops")
     parser.add_argument("--out", type=Path, default=Path("soak.jsonl"), help="one JSON line per sample")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the server (repeatable)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, HLS, server log)")
     args = parser.parse_args()
     raise SystemExit(asyncio.run(run(args)))

@@ -48,8 +48,11 @@ log = logging.getLogger(__name__)
 HISTORY_PAGE = 500
 
 # Subscribers served between two looks at the clock (and the most served inline, inside the broker's callback):
-# about 1-3 ms at a few µs per delivered frame.
-FANOUT_SLICE = 256
+# about 1 ms of CPU at the 13-15 µs a delivered frame costs a worker on loopback. 64 rather than 256: on a box
+# short of CPU a slice of 256 took well over FANOUT_STEP_S of wall time, and an operator's POST, which needs a few
+# dozen turns of the loop, waited for each of them; 64 cut its p50 by about a third during a 20,000-viewer fan-out
+# with no change in the cost per frame (docs/benchmarks.md, "WebSocket viewers").
+FANOUT_SLICE = 64
 # The most one turn of the loop spends fanning out before it lets everything else that is ready run. Wall time, so
 # on a box short of CPU a turn serves fewer sockets rather than holding the loop longer; a turn costs a few tens of
 # µs, under 0.1 µs per frame at this size.

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerts.delivery import sender_procs_from_env
 from alerts.url_policy import allow_private_from_env
 from common.cors import parse_origins
 
@@ -60,6 +61,7 @@ class Settings:
     alerts_db: str = ""
     alert_workers: bool = True
     alert_sender_nice: int = 0
+    alert_sender_procs: int = 1
     smtp_url: str = ""
     smtp_from: str = "sapha@localhost"
     webhook_allow_private: bool = False
@@ -100,6 +102,7 @@ class Settings:
             alerts_db=env.get("ALERTS_DB", ""),
             alert_workers=env.get("ALERT_WORKERS", "1").strip().lower() not in {"0", "false", "no", "off"},
             alert_sender_nice=int(env.get("ALERT_SENDER_NICE", "0")),
+            alert_sender_procs=sender_procs_from_env(env),
             smtp_url=env.get("SMTP_URL", ""),
             smtp_from=env.get("SMTP_FROM", cls.smtp_from),
             webhook_allow_private=allow_private_from_env(dict(env)),

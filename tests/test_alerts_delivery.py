@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from email.message import Message
@@ -38,11 +39,11 @@ from alerts.follows import (
     WebhookChannel,
     parse_follow_request,
 )
-from alerts.matcher import BillInfo, StageChanged, VoteResult
+from alerts.matcher import BillInfo, StageChanged, VoteResult, event_to_json
 from alerts.messages import BillRef
 from alerts.push import load_or_create_vapid, parse_subscription, topic_for
 from alerts.schedule import DeliveryState, Outcome
-from alerts.store_sqlite import AlertStore
+from alerts.store_sqlite import AlertStore, Claimed, LeaseLost
 from archive.bill_stages import Stage
 
 BASE = "https://app.senate.example"
@@ -401,6 +402,34 @@ async def test_a_large_event_is_enqueued_in_chunks_waking_the_workers_after_each
     assert await Alerting(store, waker).publish(vote()) == 0 and len(waker.wakes) == 3
 
 
+async def test_a_newer_push_alert_replaces_older_pending_ones_of_its_subject_across_chunks(
+    store: AlertStore, monkeypatch: pytest.MonkeyPatch
+):
+    """One push subscription follows the bill and its topic (two follows, one alert subject): of an event's two rows
+    only the newer stays pending, also when a chunk boundary falls between them; the next event's row replaces it,
+    but not a row already leased to a worker (it is being sent), and not other subscriptions' rows."""
+    monkeypatch.setattr(delivery, "ENQUEUE_CHUNK", 1)
+    monkeypatch.setattr(delivery, "FIRST_CHUNK", 1)
+    browser = Browser()
+    one = parse_subscription(browser.subscription("http://127.0.0.1:9/push/1"), allow_http=True)
+    other = parse_subscription(Browser().subscription("http://127.0.0.1:9/push/2"), allow_http=True)
+    await store.create_follow(FollowRequest(Target(TargetKind.BILL, "42"), PushChannel(one)), now=1.0)
+    await store.create_follow(FollowRequest(Target(TargetKind.TOPIC, "tax"), PushChannel(one)), now=1.0)
+    await store.create_follow(FollowRequest(Target(TargetKind.BILL, "42"), PushChannel(other)), now=1.0)
+    clock = Clock(1000.0)
+    assert await Alerting(store, clock=clock).publish(vote(1)) == 3
+    states = [(r["endpoint_id"], r["state"]) for r in await store.deliveries()]
+    (mine,) = {e for e, _ in states if sum(1 for x, _ in states if x == e) == 2}
+    assert sorted(st for e, st in states if e == mine) == ["pending", "replaced"]
+    assert [st for e, st in states if e != mine] == ["pending"]
+    leased = await store.claim("w", now=clock.now, limit=10, per_endpoint=1, lease_s=60)
+    assert len(leased) == 2
+    assert await Alerting(store, clock=clock).publish(vote(2)) == 3
+    by_event = {(r["endpoint_id"], r["event_id"], r["state"]) for r in await store.deliveries()}
+    assert (mine, "vote:1", "pending") in by_event  # leased when vote 2 came: it is being sent, not replaced
+    assert sorted(st for e, ev, st in by_event if e == mine and ev == "vote:2") == ["pending", "replaced"]
+
+
 async def test_results_are_recorded_together_but_only_by_the_leases_owner(store: AlertStore):
     """``finish_many`` writes a batch of results in one call; a row whose lease another worker holds is refused
     (False) and keeps that worker's lease, while the others are recorded."""
@@ -419,6 +448,110 @@ async def test_results_are_recorded_together_but_only_by_the_leases_owner(store:
     rows = {r["id"]: r for r in await store.deliveries(event_id="vote:1")}
     assert [rows[r.id]["state"] for r in mine] == ["delivered", "delivered"]
     assert (rows[theirs[0].id]["state"], rows[theirs[0].id]["lease_owner"]) == ("pending", "w_b")
+
+
+async def test_a_batch_of_mixed_results_is_recorded_as_one_at_a_time_would_be(store: AlertStore):
+    """``finish_many`` writes deliveries to healthy endpoints together and everything else one by one: in one
+    batch, a delivery ends an endpoint's failure streak, a 410 disables its endpoint and cancels its other pending
+    row, two results of one endpoint are applied in order, and a row leased to another worker is refused."""
+    for i in range(6):
+        await webhook_follow(store, f"http://127.0.0.1:9/hook/{i}")
+    now = 1_725_159_600.0
+    await Alerting(store, clock=Clock(now)).publish(vote(1))
+    await Alerting(store, clock=Clock(now + 1)).publish(vote(2))
+    rows = await store.claim("w_a", now=now + 2, limit=12, per_endpoint=2, lease_s=60)
+    assert len(rows) == 12
+    by_endpoint: dict[str, list[Claimed]] = {}
+    for r in rows:
+        by_endpoint.setdefault(r.endpoint_id, []).append(r)
+    a, b, c, d, e, f = sorted(by_endpoint)
+    with sqlite3.connect(store.path) as db:  # endpoint a had been failing; f's second row goes to another worker
+        db.execute("UPDATE endpoints SET failures = 3, failing_since = ? WHERE id = ?", (now - 60, a))
+        db.execute("UPDATE outbox SET lease_owner = 'w_b' WHERE id = ?", (by_endpoint[f][1].id,))
+    delivered, gone = DeliveryState(1, None, "delivered"), DeliveryState(1, None, "gone")
+    retry = DeliveryState(1, now + 10, None)
+    results = [
+        ([by_endpoint[a][0]], delivered, Outcome.DELIVERED, 204, None),
+        ([by_endpoint[b][0]], delivered, Outcome.DELIVERED, 204, None),
+        ([by_endpoint[c][0]], gone, Outcome.GONE, 410, None),
+        ([by_endpoint[d][0]], retry, Outcome.RETRY, 500, "HTTP 500"),
+        ([by_endpoint[d][1]], delivered, Outcome.DELIVERED, 204, None),
+        ([by_endpoint[e][0]], delivered, Outcome.DELIVERED, 201, None),
+        ([by_endpoint[f][1]], delivered, Outcome.DELIVERED, 204, None),
+    ]
+    assert await store.finish_many(results, "w_a", now=now + 3) == [True, True, True, True, True, True, False]
+    state = {r["id"]: r for r in await store.deliveries()}
+    assert state[by_endpoint[a][0].id]["state"] == "delivered" and state[by_endpoint[a][0].id]["lease_owner"] is None
+    assert [state[r.id]["state"] for r in by_endpoint[c]] == ["gone", "cancelled"]
+    assert (state[by_endpoint[d][0].id]["state"], state[by_endpoint[d][0].id]["next_at"]) == ("pending", now + 10)
+    assert state[by_endpoint[d][1].id]["state"] == "delivered" and state[by_endpoint[e][0].id]["last_status"] == 201
+    assert (state[by_endpoint[f][1].id]["state"], state[by_endpoint[f][1].id]["lease_owner"]) == ("pending", "w_b")
+    health = {}
+    for x in (a, c, d):
+        endpoint = await store.endpoint(x)
+        assert endpoint is not None
+        health[x] = endpoint
+    assert (health[a]["failures"], health[a]["failing_since"]) == (0, None)
+    assert health[c]["disabled"] == "gone"
+    assert (health[d]["failures"], health[d]["disabled"]) == (0, None)  # a 500, then a delivery
+
+
+async def test_a_bursts_results_are_written_in_few_transactions(store: AlertStore, monkeypatch: pytest.MonkeyPatch):
+    """The workers record a burst's answers in batches (a quarter of the slots, or what finished within
+    ``RECORD_WAIT_S``), not each as it comes: 60 answers that come one at a time, a couple of milliseconds apart,
+    are written in a few transactions, and each alert arrives once."""
+    calls: list[int] = []
+    finish_many = AlertStore.finish_many
+
+    async def counted(self: AlertStore, results: list, owner: str, *, now: float) -> list[bool]:
+        calls.append(len(results))
+        return await finish_many(self, results, owner, now=now)
+
+    monkeypatch.setattr(AlertStore, "finish_many", counted)
+    async with receiver() as rx:
+
+        async def staggered(got: Received) -> Response:
+            await asyncio.sleep(0.002 * int(got.path.rsplit("/", 1)[1]))
+            return Response(status_code=204)
+
+        rx.handler = staggered
+        for i in range(60):
+            await webhook_follow(store, f"{rx.url}/hook/{i}")
+        ws = workers(store, concurrency=20)
+        await ws.start()
+        try:
+            await Alerting(store, ws).publish(vote())
+            await until(lambda: sum(calls) == 60)
+        finally:
+            await ws.stop()
+        assert sorted(r.path for r in rx.received) == sorted(f"/hook/{i}" for i in range(60))
+    assert len(calls) < 30 and max(calls) > 1
+    assert await store.count(state="delivered") == 60
+
+
+async def test_the_outbox_keeps_one_index_of_pending_rows_per_endpoint(tmp_path: Path):
+    """A database made before the two per-endpoint indexes were merged gets the merged one and loses the old ones
+    when it is opened; its rows stay and are claimed as before."""
+    path = tmp_path / "old.sqlite3"
+    old = AlertStore(path)
+    await old.open()
+    await webhook_follow(old, "http://127.0.0.1:9/hook")
+    await Alerting(old, clock=Clock()).publish(vote())
+    await old.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX outbox_pending")
+        db.execute("CREATE INDEX outbox_leased ON outbox (endpoint_id, lease_until) WHERE state = 'pending'")
+        db.execute("CREATE INDEX outbox_topic ON outbox (endpoint_id, topic) WHERE state = 'pending'")
+    reopened = AlertStore(path)
+    await reopened.open()
+    try:
+        with sqlite3.connect(path) as db:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "outbox_pending" in names and not names & {"outbox_leased", "outbox_topic"}
+        (row,) = await reopened.claim("w", now=Clock()() + 1, limit=5, per_endpoint=1, lease_s=60)
+        assert row.event_id == "vote:1"
+    finally:
+        await reopened.close()
 
 
 async def test_sender_process_delivers_from_a_niced_child_and_is_restarted_if_it_dies(tmp_path: Path):
@@ -456,6 +589,186 @@ async def test_sender_process_delivers_from_a_niced_child_and_is_restarted_if_it
 async def until_async(read: object, want: object) -> None:
     while await read() != want:  # type: ignore[operator]
         await asyncio.sleep(0.02)
+
+
+async def test_an_event_that_fails_to_expand_does_not_hold_back_the_next_and_is_given_up_in_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The oldest waiting event cannot be written (a trigger in the real database refuses its rows): the next one is
+    expanded all the same, the failing one stays waiting for the next pass, and after ``MAX_EXPAND_ATTEMPTS`` it is
+    marked failed with the reason."""
+    monkeypatch.setattr(delivery, "MAX_EXPAND_ATTEMPTS", 2)
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    await store.open()
+    for i in range(3):
+        await webhook_follow(store, f"http://127.0.0.1:9/hook/{i}")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.event_id = 'vote:1' "
+            "BEGIN SELECT RAISE(ABORT, 'test: refused'); END"
+        )
+    alerting = Alerting(store, clock=Clock(), defer=True)
+    await alerting.publish(vote(1))
+    await alerting.publish(vote(2))
+    assert await alerting.expand_waiting("x_1") == 1
+    states = {e["id"]: e["state"] for e in await store.events()}
+    assert states == {"vote:1": "pending", "vote:2": "expanded"} and await store.count(event_id="vote:2") == 3
+    assert await alerting.expand_waiting("x_1") == 0
+    (failed,) = await store.events(state="failed")
+    assert failed["id"] == "vote:1" and "refused" in failed["last_error"] and await store.count(event_id="vote:1") == 0
+    await store.close()
+
+
+def sender(path: Path, tmp_path: Path, **kw: object) -> SenderProcess:
+    return SenderProcess(path, base_url=BASE, vapid_path=tmp_path / "vapid.pem", allow_private=True, poll_s=0.2, **kw)  # type: ignore[arg-type]
+
+
+def arrivals_by_path(rx: object) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for got in rx.received:  # type: ignore[attr-defined]
+        out[got.path] = out.get(got.path, 0) + 1
+    return out
+
+
+async def test_an_event_recorded_before_a_crash_is_expanded_and_delivered_once_by_the_next_sender(tmp_path: Path):
+    """Deferred expansion (a SenderProcess): ``publish`` makes one durable write, the event, and no outbox row. The
+    server dies before any child expands it; the next server's sender child expands and sends it, each follow
+    exactly once, and publishing the event again (the relay's replay) adds nothing."""
+    path = tmp_path / "alerts.sqlite3"
+    async with receiver() as rx:
+        first = AlertStore(path)
+        await first.open()
+        for i in range(150):  # more than one chunk
+            await webhook_follow(first, f"{rx.url}/hook/{i}")
+        never_started = sender(path, tmp_path)
+        alerting = Alerting(first, never_started)
+        assert alerting.defer and await alerting.publish(vote()) == 0
+        assert await first.count() == 0 and [e["state"] for e in await first.events()] == ["pending"]
+        await first.close()  # ... the server dies here
+
+        second = AlertStore(path)
+        await second.open()
+        sp = sender(path, tmp_path)
+        await sp.start()
+        try:
+            await until_async(lambda: second.count(state="delivered"), 150)
+            assert await Alerting(second, sp).publish(vote()) == 0
+            await asyncio.sleep(0.5)  # a wrongly re-expanded event would add rows in this time
+        finally:
+            await sp.stop()
+        assert arrivals_by_path(rx) == {f"/hook/{i}": 1 for i in range(150)}
+        assert await second.count(event_id="vote:1") == 150
+        (event,) = await second.events()
+        assert (event["state"], event["added"], event["lease_owner"]) == ("expanded", 150, None)
+        await second.close()
+
+
+async def test_a_sender_killed_mid_expansion_is_replaced_and_every_follow_gets_one_delivery(tmp_path: Path):
+    """The child expanding a 300-follow vote is SIGKILLed after its first chunk is written and sent, before the rest
+    (a trigger in the real database makes the second chunk fail until then). Its replacement takes the event over at
+    once (the same slot's lease) and writes only what is missing: every follow gets exactly one delivery, and the
+    outbox holds one row per follow."""
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    await store.open()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER stall BEFORE INSERT ON outbox WHEN (SELECT COUNT(*) FROM outbox WHERE "
+            "event_id = NEW.event_id) >= 150 BEGIN SELECT RAISE(ABORT, 'test: the expander stalls here'); END"
+        )
+    async with receiver() as rx:
+        for i in range(300):
+            await webhook_follow(store, f"{rx.url}/hook/{i}")
+        sp = sender(path, tmp_path)
+        await sp.start()
+        try:
+            await Alerting(store, sp).publish(vote())
+            await until_async(lambda: store.count(state="delivered"), delivery.FIRST_CHUNK)
+            (event,) = await store.events()
+            assert event["state"] == "pending" and event["lease_owner"] is not None  # mid-expansion, leased
+            assert await store.count(event_id="vote:1") == delivery.FIRST_CHUNK
+            killed = sp.pid
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+            with sqlite3.connect(path) as db:
+                db.execute("DROP TRIGGER stall")
+            await until(lambda: sp.pid != killed)
+            await until_async(lambda: store.count(state="delivered"), 300)
+        finally:
+            await sp.stop()
+    assert arrivals_by_path(rx) == {f"/hook/{i}": 1 for i in range(300)}
+    assert len({r.headers["webhook-id"] for r in rx.received}) == 300
+    assert await store.count(event_id="vote:1") == 300
+    (event,) = await store.events()
+    assert (event["state"], event["lease_owner"]) == ("expanded", None)
+    await store.close()
+
+
+async def test_two_sender_processes_deliver_each_row_once(tmp_path: Path):
+    """ALERT_SENDER_PROCS=2: two niced children share the outbox through its leases; every follow of a 400-follow
+    vote gets exactly one delivery, and ``stop`` ends both."""
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    await store.open()
+    async with receiver() as rx:
+        for i in range(400):
+            await webhook_follow(store, f"{rx.url}/hook/{i}")
+        sp = sender(path, tmp_path, procs=2)
+        await sp.start()
+        try:
+            pids = sp.pids
+            assert len(set(pids)) == 2 and os.getpid() not in pids
+            await Alerting(store, sp).publish(vote())
+            await until_async(lambda: store.count(state="delivered"), 400)
+        finally:
+            await sp.stop()
+        assert not any(psutil.pid_exists(p) for p in pids)
+    assert arrivals_by_path(rx) == {f"/hook/{i}": 1 for i in range(400)}
+    assert len({r.headers["webhook-id"] for r in rx.received}) == 400
+    await store.close()
+
+
+@pytest.mark.fast
+def test_sender_procs_come_from_the_environment():
+    assert delivery.sender_procs_from_env({}) == 1
+    assert delivery.sender_procs_from_env({"ALERT_SENDER_PROCS": "2"}) == 2
+    for bad in ("0", "-1", "two", "99"):
+        with pytest.raises(ValueError, match="ALERT_SENDER_PROCS"):
+            delivery.sender_procs_from_env({"ALERT_SENDER_PROCS": bad})
+
+
+async def test_one_expander_per_event_across_processes_and_a_lost_lease_writes_nothing(tmp_path: Path):
+    """Two server processes (two connections to one file) record the same event once; while one expander holds it
+    the other gets nothing; once the lease has ended another takes it over, and the first one's next chunk is
+    refused (LeaseLost, nothing written). A stored event that is no event is marked failed, not retried."""
+    path = tmp_path / "alerts.sqlite3"
+    a, b = AlertStore(path), AlertStore(path)
+    await a.open()
+    await b.open()
+    for i in range(5):
+        await webhook_follow(a, f"http://127.0.0.1:9/hook/{i}")
+    now = 1_725_159_600.0
+    assert await a.add_event("vote:1", event_to_json(vote()), now=now)
+    assert not await b.add_event("vote:1", event_to_json(vote()), now=now)  # the same event from the other process
+    held = await a.claim_event("x_a", now=now, lease_s=30)
+    assert held is not None and held.id == "vote:1"
+    assert await b.claim_event("x_b", now=now + 29, lease_s=30) is None
+    taken = await b.claim_event("x_b", now=now + 31, lease_s=30)
+    assert taken is not None and taken.attempts == 2
+    with pytest.raises(LeaseLost):
+        await Alerting(a, clock=Clock(now + 32)).expand(vote(), owner="x_a")
+    assert await a.count() == 0
+    assert await Alerting(b, clock=Clock(now + 32)).expand(vote(), owner="x_b") == 5
+    (event,) = await a.events()
+    assert (event["state"], event["added"]) == ("expanded", 5)
+    assert await a.claim_event("x_a", now=now + 100, lease_s=30) is None
+
+    assert await a.add_event("bad:1", '{"kind": "Nonsense"}', now=now)
+    assert await Alerting(a, clock=Clock(now)).expand_waiting("x_a") == 0
+    assert [(e["id"], e["state"]) for e in await a.events(state="failed")] == [("bad:1", "failed")]
+    await a.close()
+    await b.close()
 
 
 @pytest.mark.parametrize("channel", ["webhook", "push"])

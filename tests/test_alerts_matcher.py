@@ -11,11 +11,16 @@ from alerts.matcher import (
     AgendaLive,
     BillInfo,
     CaptionFinal,
+    ClockDue,
+    Event,
+    EventDecodeError,
     FollowView,
     SittingStarted,
     StageChanged,
     VoteResult,
     bills_mentioned,
+    event_from_json,
+    event_to_json,
     exact_targets,
     keyword_matches,
     plan,
@@ -23,6 +28,7 @@ from alerts.matcher import (
 )
 from alerts.messages import BillRef
 from archive.bill_stages import Stage
+from archive.senate_clock import ClockEvent, ClockReading, ClockState
 
 pytestmark = pytest.mark.fast
 
@@ -99,3 +105,59 @@ def test_bills_mentioned_by_their_short_name():
     """A caption names a bill when its folded short name occurs on cluster boundaries."""
     other = BillInfo(BillRef("7", "ร่าง พ.ร.บ. ยา"))
     assert bills_mentioned("ขอพูดถึงร่าง พรบ ภาษีสรรพสามิต ครับ", [TAX, other]) == (TAX,)
+
+
+READING = ClockReading(
+    today=date(2024, 9, 1),
+    arrived_on=date(2024, 7, 10),
+    state=ClockState.RUNNING,
+    limit=60,
+    extension_days=0,
+    day=54,
+    days_left=7,
+    last_day=date(2024, 9, 7),
+    deemed_approved_on=date(2024, 9, 8),
+    seven_days_left_on=None,
+)
+EVERY_KIND: list[Event] = [
+    StageChanged("st:1", 10.5, TAX, None, Stage.SENATE_FIRST_READING, date(2024, 7, 10)),
+    StageChanged("st:2", 11.0, TAX, Stage.SENATE_FIRST_READING, Stage.SENATE_COMMITTEE, date(2024, 7, 11)),
+    vote(),
+    AgendaLive("ag:1", 12.0, "s7", "ร่าง พ.ร.บ. ภาษีสรรพสามิต", 61.0, TAX),
+    AgendaLive("ag:2", 12.0, "s7", "ญัตติอื่น", 62.0),
+    CaptionFinal("cf:1", 13.0, "s7", 'ภาษีสรรพสามิต "ยาสูบ"', 70.5, "sp9", "นายสมชาย", (TAX,)),
+    CaptionFinal("cf:2", 13.0, "s7", "ไม่มีอะไร", 71.0),
+    ClockDue("clock:1", 14.0, TAX, READING, ClockEvent.SEVEN_DAYS_LEFT),
+    SittingStarted("sitting-started:s7", 15.0, "s7", "senate", "ประชุมวุฒิสภา"),
+]
+
+
+@pytest.mark.parametrize("event", EVERY_KIND, ids=lambda e: e.id)
+def test_an_event_survives_its_json_unchanged_and_plans_the_same(event: Event):
+    """The sender process expands events it reads back from the store: every kind, with nested bills, stages,
+    dates, enums and optional fields, comes back equal, and so plans the same deliveries."""
+    back = event_from_json(event_to_json(event))
+    assert back == event and type(back) is type(event)
+    follows = [
+        follow("f1", "bill:42"),
+        follow("f2", "topic:tax"),
+        follow("f3", "speaker:sp9"),
+        follow("f4", "sittings:senate"),
+    ]
+    follows.append(follow("f5", "keyword:ภาษี", keyword="ภาษี"))
+    assert plan(back, follows) == plan(event, follows)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"kind": "Unknown", "event": {}}',
+        '{"kind": "VoteResult", "event": {"id": "v"}}',  # fields missing
+        event_to_json(vote()).replace('"yes": 150', '"yes": "150"'),  # a mistyped field
+        event_to_json(vote()).replace('"passed": true', '"passed": 1'),
+    ],
+)
+def test_stored_text_that_is_no_event_is_refused(text: str):
+    with pytest.raises(EventDecodeError):
+        event_from_json(text)

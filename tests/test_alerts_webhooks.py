@@ -38,6 +38,7 @@ from alerts.schedule import (
 from alerts.sender import MAX_DRAIN_BYTES, HttpSender
 from alerts.url_policy import UrlRefused, allow_private_from_env, check_url, parse_url, refusal_reason
 from alerts.webhooks import (
+    BodyTemplate,
     SecretError,
     build_request,
     decode_secret,
@@ -94,6 +95,27 @@ async def test_loopback_receiver_verifies_with_standardwebhooks(kind: str):
     assert payload["timestamp"] == "2024-09-01T03:00:00Z"
     assert got.headers["webhook-id"] == request.headers["webhook-id"]
     assert got.headers["content-type"] == "application/json"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("follow", "event"),
+    [("f_0123abcd", "vote:1"), ('f_"quoted"', "bill/42/change/17"), ("ฟ_ไทย", "caption:\u2028\n")],
+)
+def test_a_body_template_renders_the_same_bytes_as_event_body(follow: str, event: str):
+    """The body built once per event and finished per follow (``BodyTemplate``) is byte for byte the body
+    ``event_body`` makes with the follow's and event's ids as the last keys of ``data``; ids that need escaping
+    included. A template without data of its own, or with the ids' keys in it, is refused."""
+    data = {"kind": "bill.vote", "title": "ผลการลงมติ: ร่าง พ.ร.บ. ภาษีสรรพสามิต", "url": "https://app.example/watch/s7"}
+    at = datetime(2024, 9, 1, 3, 0, tzinfo=UTC)
+    template = BodyTemplate("bill.vote", data, at)
+    expected = event_body("bill.vote", {**data, "follow": follow, "event": event}, at)
+    assert template.render(follow, event) == expected
+    assert json.loads(template.render(follow, event))["data"]["follow"] == follow
+    with pytest.raises(ValueError):
+        BodyTemplate("bill.vote", {}, at)
+    with pytest.raises(ValueError):
+        BodyTemplate("bill.vote", {**data, "event": "x"}, at)
 
 
 @pytest.mark.fast

@@ -129,12 +129,15 @@ def settings(tmp_path: Path, **overrides: object) -> Any:
     return test_settings(tmp_path, webhook_allow_private=True, public_url="https://app.senate.example", **overrides)
 
 
-async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(tmp_path: Path):
+@pytest.mark.parametrize("sender_nice", [0, 5], ids=["in-process", "sender-process"])
+async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(tmp_path: Path, sender_nice: int):
     """A vote recorded through the operator API reaches the bill's webhook follower (signed, with the counts) and
     its push follower (a message its keys decrypt); going live on the bill's agenda item says "being debated now"
-    with the watch link at that moment."""
+    with the watch link at that moment. With ALERT_SENDER_NICE the events are expanded in the sender process, from
+    the one row each that the serving process wrote."""
     browser = Browser()
-    async with receiver() as hook, receiver() as push, serve(settings(tmp_path)) as app:
+    config = settings(tmp_path, alert_sender_nice=sender_nice)
+    async with receiver() as hook, receiver() as push, serve(config) as app:
         await sitting_with_bill(app)
         made = await follow(app, {"kind": "bill", "value": "b42"}, {"type": "webhook", "url": f"{hook.url}/in"})
         await follow(
@@ -170,6 +173,12 @@ async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(tmp
         pushed = [browser.decrypt(got.body) for got in push.received]
         assert {p["tag"] for p in pushed} == {"bill:b42"}
         assert any("150" in p["body"] for p in pushed) and int(push.received[1].headers["ttl"]) > 0
+        events = await app.app.state.services.alert_store.events()
+        if sender_nice:  # the agenda item, the vote (and the sitting going live, which no one follows): all expanded
+            assert len(events) == 3 and {e["state"] for e in events} == {"expanded"}
+            assert sum(e["added"] for e in events) == 4
+        else:
+            assert events == []
 
 
 async def test_a_keyword_follow_matches_a_caption_final(tmp_path: Path):

@@ -17,7 +17,7 @@ from live_server import Running, serve, test_settings
 from broadcast import closecodes
 from broadcast.broker_memory import MemoryBroker
 from broadcast.envelope import Event
-from broadcast.hub import Hub
+from broadcast.hub import FANOUT_SLICE, FANOUT_STEP_S, Hub
 from broadcast.outbox import Frame, Outbox
 from broadcast.ws_protocol import _Flag, _Inbox, text_frame
 
@@ -203,6 +203,29 @@ async def test_a_small_audience_is_served_inline_without_a_fan_out_task():
     try:
         await broker.publish(CHANNEL, "caption.final", {"i": 0})
         assert hub.fanout_backlog == 0 and hub._fanout_task is None
+        assert all(len(o) == 1 for o in outboxes)
+    finally:
+        await hub.close()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("extra", [0, 1])
+async def test_the_server_hub_slices_by_the_module_defaults(extra: int):
+    """A hub built as the server builds it (no slicing arguments) serves FANOUT_SLICE subscribers inline and slices
+    one more, so the tuned constants are what the service runs with."""
+    broker = MemoryBroker()
+    hub = Hub(broker)
+    assert (hub.fanout_slice, hub.fanout_step_s) == (FANOUT_SLICE, FANOUT_STEP_S)
+    await hub.start()
+    try:
+        outboxes = [Outbox(10) for _ in range(FANOUT_SLICE + extra)]
+        for outbox in outboxes:
+            await hub.subscribe(outbox, CHANNEL)
+            outbox.take_now()
+        await broker.publish(CHANNEL, "caption.final", {"i": 0})
+        assert hub.fanout_backlog == extra
+        assert sum(len(o) for o in outboxes) == FANOUT_SLICE
+        await _fanned_out(hub)
         assert all(len(o) == 1 for o in outboxes)
     finally:
         await hub.close()
