@@ -134,6 +134,17 @@ def test_every_operation_answers_as_the_document_says(tmp_path: Path) -> None:
                         },
                     },
                 },
+                # A subscription whose endpoint breaks its maxLength makes a body over the 4 KiB cap (JSON escapes
+                # of generated control characters are 6 bytes each): refused unread, with 413, before validation.
+                {
+                    "include-name": "POST /api/messages/{code}/push",
+                    "checks": {
+                        "negative_data_rejection": {
+                            "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415"]
+                            + ["422", "428", "429"]
+                        }
+                    },
+                },
                 # A honeypot submission is answered like a real one (202 with a tracking code) so that a robot cannot
                 # tell; that code leads nowhere, which this check would take for a lost resource.
                 *(
