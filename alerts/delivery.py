@@ -554,9 +554,9 @@ class SenderProcess:
         allow_private: bool = False,
         nice: int = NICE,
         poll_s: float = POLL_S,
-        procs: int | None = None,
+        procs: int = 1,
     ) -> None:
-        self.procs = sender_procs_from_env() if procs is None else procs
+        self.procs = procs
         if not 1 <= self.procs <= MAX_PROCS:
             raise ValueError(f"procs must be from 1 to {MAX_PROCS}")
         self.config = {

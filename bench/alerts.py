@@ -299,8 +299,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             vapid_key_file=str(work / "vapid_private.pem"),
             webhook_allow_private=True,
             alert_sender_nice=args.nice if args.sender == "process" else 0,
+            alert_sender_procs=args.sender_procs,
         )
-        os.environ["ALERT_SENDER_PROCS"] = str(args.sender_procs)  # read by SenderProcess (alerts.delivery)
         app = create_app(settings)
         server = uvicorn.Server(uvicorn_config(app, settings))
         server.capture_signals = contextlib.nullcontext
