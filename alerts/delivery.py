@@ -71,7 +71,17 @@ from py_vapid import Vapid02
 
 from alerts import email, push, push_keys, webhooks
 from alerts.follows import unsubscribe_token
-from alerts.matcher import Event, EventDecodeError, event_from_json, event_to_json, exact_targets, plan, wants_keywords
+from alerts.matcher import (
+    Event,
+    EventDecodeError,
+    any_keyword_matches,
+    event_from_json,
+    event_to_json,
+    exact_targets,
+    live_text,
+    plan,
+    wants_keywords,
+)
 from alerts.messages import Alert
 from alerts.schedule import AttemptResult, DeliveryState, Outcome, after_outcome, classify
 from alerts.sender import HttpSender
@@ -158,11 +168,24 @@ class Alerting:
         """Enqueue the deliveries ``event`` calls for; the number of new outbox rows. Deferred (class docstring):
         record the event for the sender process and return 0 (its rows are written there)."""
         if self.defer:
+            if not await self._may_alert(event):
+                return 0
             added = await self.store.add_event(event.id, event_to_json(event), now=self.clock())
             if added and self.workers is not None:
                 self.workers.wake()
             return 0
         return await self.expand(event)
+
+    async def _may_alert(self, event: Event) -> bool:
+        """Whether anyone follows what ``event`` concerns, found by reads alone. Deferred, ``publish`` runs on the
+        live path (``Relay.on_published``: the next caption waits for it) and most events — every final caption —
+        alert nobody; writing each one to the alerts database meant waiting for its write lock, which a sender
+        process may hold while the scheduler runs the captions instead, so bursts of deliveries lengthened the
+        captions' tail. The sender matches the follows again when it expands the event."""
+        if await self.store.has_follows(exact_targets(event)):
+            return True
+        text = live_text(event)
+        return text is not None and any_keyword_matches(await self.store.keywords(), text)
 
     async def expand(self, event: Event, *, owner: str | None = None, lease_s: float = EXPAND_LEASE_S) -> int:
         """Match ``event`` and write its rows in chunks (the first small), waking the workers after each; the number
@@ -553,6 +576,7 @@ class SenderProcess:
         concurrency: int = DEFAULT_CONCURRENCY,
         allow_private: bool = False,
         nice: int = NICE,
+        idle: bool = False,
         poll_s: float = POLL_S,
         procs: int = 1,
     ) -> None:
@@ -568,6 +592,7 @@ class SenderProcess:
             "concurrency": max(1, concurrency // self.procs),
             "allow_private": allow_private,
             "nice": nice,
+            "idle": idle,
             "poll_s": poll_s,
             "tell": self.procs > 1,  # only siblings need to hear of new rows
         }
@@ -684,6 +709,17 @@ async def _expand_loop(
             await asyncio.wait_for(wake.wait(), poll_s)
 
 
+def lowest_class() -> None:
+    """Move this process into Linux's ``SCHED_IDLE`` class (``ALERT_SENDER_IDLE``). A niced process still runs its
+    full time slice when a caption's task wakes on the same core (the fair scheduler only weighs niceness over time);
+    a waking task of the normal class preempts a ``SCHED_IDLE`` one at once, so the captions' tail does not wait for
+    a burst's sends. The price: on a core that something else keeps busy, the sender gets almost nothing."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux, or refused: the niceness alone still applies
+        log.warning("alerts sender: SCHED_IDLE not available (%s); running at its niceness only", exc)
+
+
 async def _sender_main() -> None:
     """A child of ``SenderProcess``: settings on the first line of stdin, then ``w`` (events or rows) or ``r`` (rows)
     per wake-up; EOF stops it, once the event being expanded is written."""
@@ -692,6 +728,8 @@ async def _sender_main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     config = json.loads(await reader.readline())
     os.nice(int(config["nice"]))
+    if config.get("idle"):
+        lowest_class()
     store = AlertStore(config["store"])
     await store.open()
     vapid = await asyncio.to_thread(push.load_or_create_vapid, Path(config["vapid"])) if config["vapid"] else None

@@ -259,6 +259,22 @@ def keyword_matches(keyword: str, text: str) -> bool:
     return query is not None and score(query, fold(text)) is not None
 
 
+def live_text(event: Event) -> str | None:
+    """What keyword follows are matched against: a live final's words or a live agenda item's title; None for
+    events that keywords do not concern."""
+    if isinstance(event, CaptionFinal):
+        return event.text
+    if isinstance(event, AgendaLive):
+        return event.title
+    return None
+
+
+def any_keyword_matches(keywords: Iterable[str], text: str) -> bool:
+    """Whether any of the saved searches ``keywords`` finds ``text`` (the text folded once)."""
+    folded = fold(text)
+    return any((query := _query(k)) is not None and score(query, folded) is not None for k in keywords)
+
+
 def bills_mentioned(text: str, bills: Iterable[BillInfo]) -> tuple[BillInfo, ...]:
     """The bills among ``bills`` whose short name occurs in ``text`` (folded, on cluster boundaries)."""
     folded = fold(text)
@@ -316,7 +332,6 @@ def plan(event: Event, follows: Sequence[FollowView]) -> list[Planned]:
         else:
             by_target.setdefault(f.target, []).append(f)
     out: dict[str, Planned] = {}
-    live = isinstance(event, CaptionFinal | AgendaLive)
     sitting = getattr(event, "sitting_id", None)
 
     def add(f: FollowView, alert: Alert, urgency: str, ttl: int, throttled: bool) -> None:
@@ -367,8 +382,8 @@ def plan(event: Event, follows: Sequence[FollowView]) -> list[Planned]:
         for f in by_target.get(f"sittings:{event.chamber}", ()):
             add(f, alert, "high", LIVE_TTL_S, throttled=False)
 
-    if live and keywords:
-        text = event.text if isinstance(event, CaptionFinal) else event.title  # type: ignore[union-attr]
+    text = live_text(event)
+    if text is not None and keywords:
         folded = fold(text)
         for f in keywords:
             assert f.keyword is not None

@@ -481,6 +481,39 @@ class AlertStore:
 
         return await self._run(read, self._db())
 
+    async def has_follows(self, targets: Sequence[str]) -> bool:
+        """Whether any of ``targets`` has an active follow with an enabled endpoint. A read: it never waits for the
+        write lock that the sender processes hold while they write rows."""
+
+        def read(db: sqlite3.Connection) -> bool:
+            for i in range(0, len(targets), 500):
+                chunk = list(targets[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                if db.execute(
+                    "SELECT 1 FROM follows f JOIN endpoints e ON e.id = f.endpoint_id WHERE f.state = 'active' AND "
+                    f"e.disabled IS NULL AND f.target IN ({marks}) LIMIT 1",
+                    chunk,
+                ).fetchone():
+                    return True
+            return False
+
+        return await self._run(read, self._db())
+
+    async def keywords(self) -> list[str]:
+        """The distinct saved searches of active keyword follows with enabled endpoints (at most
+        ``MAX_KEYWORD_FOLLOWS``). A read, like ``has_follows``."""
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT f.target_value FROM follows f JOIN endpoints e ON e.id = f.endpoint_id "
+                    "WHERE f.state = 'active' AND e.disabled IS NULL AND f.target_kind = 'keyword'"
+                )
+            ]
+
+        return await self._run(read, self._db())
+
     async def push_subscriptions(self, *, limit: int) -> list[PushSubscription]:
         """At most ``limit`` enabled push subscriptions with an active follow, oldest first: those
         ``alerts.push_keys`` prepares encryption for in idle time. One read (the follows index), no write."""

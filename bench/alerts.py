@@ -300,6 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             webhook_allow_private=True,
             alert_sender_nice=args.nice if args.sender == "process" else 0,
             alert_sender_procs=args.sender_procs,
+            alert_sender_idle=args.idle,
         )
         app = create_app(settings)
         server = uvicorn.Server(uvicorn_config(app, settings))
@@ -538,6 +539,9 @@ def main() -> None:
         help="expand and send on the serving process's loop, or in niced SenderProcess children (ALERT_SENDER_NICE)",
     )
     parser.add_argument("--nice", type=int, default=10, help="the sender processes' niceness (--sender process)")
+    parser.add_argument(
+        "--idle", action="store_true", help="the sender processes in the SCHED_IDLE class (ALERT_SENDER_IDLE)"
+    )
     parser.add_argument(
         "--sender-procs", type=int, default=1, help="how many sender children (ALERT_SENDER_PROCS; --sender process)"
     )

@@ -344,6 +344,7 @@ async def alerts(services: Services) -> AsyncIterator[None]:
                 smtp=services.smtp,
                 allow_private=settings.webhook_allow_private,
                 nice=settings.alert_sender_nice,
+                idle=settings.alert_sender_idle,
                 procs=settings.alert_sender_procs,
             )
             if settings.alert_sender_nice > 0

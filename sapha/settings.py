@@ -61,6 +61,7 @@ class Settings:
     alerts_db: str = ""
     alert_workers: bool = True
     alert_sender_nice: int = 0
+    alert_sender_idle: bool = False
     alert_sender_procs: int = 1
     smtp_url: str = ""
     smtp_from: str = "sapha@localhost"
@@ -102,6 +103,7 @@ class Settings:
             alerts_db=env.get("ALERTS_DB", ""),
             alert_workers=env.get("ALERT_WORKERS", "1").strip().lower() not in {"0", "false", "no", "off"},
             alert_sender_nice=int(env.get("ALERT_SENDER_NICE", "0")),
+            alert_sender_idle=env.get("ALERT_SENDER_IDLE", "0").strip().lower() in {"1", "true", "yes", "on"},
             alert_sender_procs=sender_procs_from_env(env),
             smtp_url=env.get("SMTP_URL", ""),
             smtp_from=env.get("SMTP_FROM", cls.smtp_from),

@@ -39,7 +39,7 @@ from alerts.follows import (
     WebhookChannel,
     parse_follow_request,
 )
-from alerts.matcher import BillInfo, StageChanged, VoteResult, event_to_json
+from alerts.matcher import BillInfo, CaptionFinal, StageChanged, VoteResult, event_to_json
 from alerts.messages import BillRef
 from alerts.push import load_or_create_vapid, parse_subscription, topic_for
 from alerts.schedule import DeliveryState, Outcome
@@ -571,6 +571,7 @@ async def test_sender_process_delivers_from_a_niced_child_and_is_restarted_if_it
             await until(lambda: len(rx.received) == 1)
             assert sp.pid is not None and sp.pid != os.getpid()
             assert psutil.Process(sp.pid).nice() == min(19, psutil.Process().nice() + 5)
+            assert os.sched_getscheduler(sp.pid) == os.SCHED_OTHER  # SCHED_IDLE only with ALERT_SENDER_IDLE
             assert Webhook(secret).verify(rx.received[0].body, rx.received[0].headers)["type"] == "bill.vote"
             # Killed only once the answer is recorded: answers are written in batches, and a child killed between
             # the send and its record leaves the row leased for lease_s, to be sent again after (at least once) —
@@ -710,21 +711,22 @@ async def test_a_sender_killed_mid_expansion_is_replaced_and_every_follow_gets_o
 
 
 async def test_two_sender_processes_deliver_each_row_once(tmp_path: Path):
-    """ALERT_SENDER_PROCS=2: two niced children share the outbox through its leases; every follow of a 400-follow
-    vote gets exactly one delivery, and ``stop`` ends both."""
+    """ALERT_SENDER_PROCS=2 with ALERT_SENDER_IDLE: two children in the SCHED_IDLE class share the outbox through
+    its leases; every follow of a 400-follow vote gets exactly one delivery, and ``stop`` ends both."""
     path = tmp_path / "alerts.sqlite3"
     store = AlertStore(path)
     await store.open()
     async with receiver() as rx:
         for i in range(400):
             await webhook_follow(store, f"{rx.url}/hook/{i}")
-        sp = sender(path, tmp_path, procs=2)
+        sp = sender(path, tmp_path, procs=2, idle=True)
         await sp.start()
         try:
             pids = sp.pids
             assert len(set(pids)) == 2 and os.getpid() not in pids
             await Alerting(store, sp).publish(vote())
             await until_async(lambda: store.count(state="delivered"), 400)
+            assert [os.sched_getscheduler(p) for p in pids] == [os.SCHED_IDLE, os.SCHED_IDLE]
         finally:
             await sp.stop()
         assert not any(psutil.pid_exists(p) for p in pids)
@@ -819,3 +821,22 @@ async def test_a_dns_failure_is_retried_and_only_a_refused_address_ends_the_endp
     (row,) = await store.deliveries()
     endpoint = await store.endpoint(row["endpoint_id"])
     assert row["state"] == "gone" and endpoint is not None and endpoint["disabled"] == "gone"
+
+
+async def test_deferred_publish_records_only_events_someone_follows(store: AlertStore):
+    """With the senders in child processes, ``publish`` runs on the captions' path: an event that concerns no
+    follow (a final naming no followed bill, speaker or keyword) is not written to the alerts database at all, so it
+    never waits for the senders' write lock; one that a bill, a speaker or a saved search follows is recorded."""
+    alerting = Alerting(store, clock=Clock(), defer=True)
+    await webhook_follow(store, "http://127.0.0.1:9/hook/bill")  # follows bill 42
+    await store.create_follow(
+        FollowRequest(Target(TargetKind.KEYWORD, "งบประมาณ"), WebhookChannel("http://127.0.0.1:9/hook/kw")), now=1.0
+    )
+    quiet = CaptionFinal("cap:1", 1.0, "s7", "ขอบคุณท่านประธาน", 5.0, speaker_id="sp9", speaker="นาง ข")
+    keyword = CaptionFinal("cap:2", 1.0, "s7", "เรื่องงบประมาณปี 2568", 61.0)
+    bill = CaptionFinal("cap:3", 1.0, "s7", "ร่าง พ.ร.บ. ภาษีสรรพสามิต", 70.0, bills=(TAX,))
+    for event in (quiet, keyword, bill, vote(1)):
+        await alerting.publish(event)
+    assert sorted(e["id"] for e in await store.events()) == ["cap:2", "cap:3", "vote:1"]
+    assert await store.has_follows(["bill:42"]) and not await store.has_follows(["speaker:sp9", "bill:7"])
+    assert await store.keywords() == ["งบประมาณ"]
