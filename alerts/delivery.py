@@ -710,10 +710,11 @@ async def _expand_loop(
 
 
 def lowest_class() -> None:
-    """Move this process into Linux's ``SCHED_IDLE`` class (``ALERT_SENDER_IDLE``). A niced process still runs its
-    full time slice when a caption's task wakes on the same core (the fair scheduler only weighs niceness over time);
-    a waking task of the normal class preempts a ``SCHED_IDLE`` one at once, so the captions' tail does not wait for
-    a burst's sends. The price: on a core that something else keeps busy, the sender gets almost nothing."""
+    """Move this process into Linux's ``SCHED_IDLE`` class (``ALERT_SENDER_IDLE``). A niced process may run on to
+    the end of its time slice when a caption's task wakes on its core (the fair scheduler weighs niceness over
+    time, not at each wake-up); a waking task of the normal class preempts a ``SCHED_IDLE`` one at once. The price:
+    on a core that something else keeps busy, the sender gets almost nothing. Called before the child starts any
+    thread (the store's, the executor's): the class is per thread, and new threads inherit it."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError) as exc:  # not Linux, or refused: the niceness alone still applies
