@@ -300,7 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             webhook_allow_private=True,
             alert_sender_nice=args.nice if args.sender == "process" else 0,
             alert_sender_procs=args.sender_procs,
-            alert_sender_idle=args.idle,
+            alert_sender_idle=args.idle and args.sender == "process",
         )
         app = create_app(settings)
         server = uvicorn.Server(uvicorn_config(app, settings))

@@ -335,7 +335,8 @@ async def alerts(services: Services) -> AsyncIterator[None]:
             smtp=services.smtp,
             allow_private=settings.webhook_allow_private,
         )
-        # ALERT_SENDER_NICE: the same workers in a niced child process, off the loop that fans out captions.
+        # ALERT_SENDER_NICE / ALERT_SENDER_IDLE: the same workers in child processes at a lower priority, off the
+        # loop that fans out captions.
         sender = (
             SenderProcess(
                 settings.alerts_db_path(),
@@ -347,7 +348,7 @@ async def alerts(services: Services) -> AsyncIterator[None]:
                 idle=settings.alert_sender_idle,
                 procs=settings.alert_sender_procs,
             )
-            if settings.alert_sender_nice > 0
+            if settings.alert_sender_nice > 0 or settings.alert_sender_idle
             else None
         )
         services.alerting = Alerting(store, (sender or workers) if settings.alert_workers else None)

@@ -129,14 +129,18 @@ def settings(tmp_path: Path, **overrides: object) -> Any:
     return test_settings(tmp_path, webhook_allow_private=True, public_url="https://app.senate.example", **overrides)
 
 
-@pytest.mark.parametrize("sender_nice", [0, 5], ids=["in-process", "sender-process"])
-async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(tmp_path: Path, sender_nice: int):
+@pytest.mark.parametrize(
+    ("sender_nice", "sender_idle"), [(0, False), (5, False), (0, True)], ids=["in-process", "niced", "sched-idle"]
+)
+async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(
+    tmp_path: Path, sender_nice: int, sender_idle: bool
+):
     """A vote recorded through the operator API reaches the bill's webhook follower (signed, with the counts) and
     its push follower (a message its keys decrypt); going live on the bill's agenda item says "being debated now"
-    with the watch link at that moment. With ALERT_SENDER_NICE the events are expanded in the sender process, from
-    the one row each that the serving process wrote."""
+    with the watch link at that moment. With ALERT_SENDER_NICE or ALERT_SENDER_IDLE the events are expanded in the
+    sender process, from the one row each that the serving process wrote."""
     browser = Browser()
-    config = settings(tmp_path, alert_sender_nice=sender_nice)
+    config = settings(tmp_path, alert_sender_nice=sender_nice, alert_sender_idle=sender_idle)
     async with receiver() as hook, receiver() as push, serve(config) as app:
         await sitting_with_bill(app)
         made = await follow(app, {"kind": "bill", "value": "b42"}, {"type": "webhook", "url": f"{hook.url}/in"})
@@ -174,8 +178,9 @@ async def test_a_vote_reaches_the_webhook_and_push_followers_with_its_counts(tmp
         assert {p["tag"] for p in pushed} == {"bill:b42"}
         assert any("150" in p["body"] for p in pushed) and int(push.received[1].headers["ttl"]) > 0
         events = await app.app.state.services.alert_store.events()
-        if sender_nice:  # the agenda item and the vote, both expanded (the sitting going live concerns no follow,
-            # so it was not written: alerts.delivery.Alerting._may_alert)
+        if sender_nice or sender_idle:
+            # The agenda item and the vote, both expanded (the sitting going live concerns no follow, so it was not
+            # written: alerts.delivery.Alerting._may_alert).
             assert len(events) == 2 and {e["state"] for e in events} == {"expanded"}
             assert sum(e["added"] for e in events) == 4
         else:
