@@ -242,7 +242,7 @@ def exact_targets(event: Event) -> list[str]:
 
 def wants_keywords(event: Event) -> bool:
     """Whether keyword follows may match: live text (captions and agenda titles) only."""
-    return isinstance(event, AgendaLive | CaptionFinal)
+    return live_text(event) is not None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -88,6 +88,11 @@ DIGEST_HOUR = 7  # daily digests go out at 07:00 Thai time
 THAI = timezone(timedelta(hours=7))
 T = TypeVar("T")
 
+# The follows that alert: active, with an enabled endpoint (``follows_for``, ``has_follows``, ``keywords``).
+_LIVE_FOLLOWS = (
+    "FROM follows f JOIN endpoints e ON e.id = f.endpoint_id WHERE f.state = 'active' AND e.disabled IS NULL"
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -463,10 +468,8 @@ class AlertStore:
 
         def read(db: sqlite3.Connection) -> list[FollowView]:
             out: list[FollowView] = []
-            base = (
-                "SELECT f.id, f.target, f.endpoint_id, f.channel, f.target_kind, f.target_value FROM follows f "
-                "JOIN endpoints e ON e.id = f.endpoint_id WHERE f.state = 'active' AND e.disabled IS NULL AND "
-            )
+            columns = "f.id, f.target, f.endpoint_id, f.channel, f.target_kind, f.target_value"
+            base = f"SELECT {columns} {_LIVE_FOLLOWS} AND "
             rows: list[sqlite3.Row] = []
             for i in range(0, len(targets), 500):
                 chunk = list(targets[i : i + 500])
@@ -489,11 +492,7 @@ class AlertStore:
             for i in range(0, len(targets), 500):
                 chunk = list(targets[i : i + 500])
                 marks = ",".join("?" * len(chunk))
-                if db.execute(
-                    "SELECT 1 FROM follows f JOIN endpoints e ON e.id = f.endpoint_id WHERE f.state = 'active' AND "
-                    f"e.disabled IS NULL AND f.target IN ({marks}) LIMIT 1",
-                    chunk,
-                ).fetchone():
+                if db.execute(f"SELECT 1 {_LIVE_FOLLOWS} AND f.target IN ({marks}) LIMIT 1", chunk).fetchone():
                     return True
             return False
 
@@ -506,10 +505,7 @@ class AlertStore:
         def read(db: sqlite3.Connection) -> list[str]:
             return [
                 r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT f.target_value FROM follows f JOIN endpoints e ON e.id = f.endpoint_id "
-                    "WHERE f.state = 'active' AND e.disabled IS NULL AND f.target_kind = 'keyword'"
-                )
+                for r in db.execute(f"SELECT DISTINCT f.target_value {_LIVE_FOLLOWS} AND f.target_kind = 'keyword'")
             ]
 
         return await self._run(read, self._db())

@@ -101,9 +101,9 @@ class Settings:
             messages_retention_days=int(env.get("MESSAGES_RETENTION_DAYS", cls.messages_retention_days)),
             attachments_dir=env.get("ATTACHMENTS_DIR", ""),
             alerts_db=env.get("ALERTS_DB", ""),
-            alert_workers=env.get("ALERT_WORKERS", "1").strip().lower() not in {"0", "false", "no", "off"},
+            alert_workers=_flag(env.get("ALERT_WORKERS"), default=True),
             alert_sender_nice=int(env.get("ALERT_SENDER_NICE", "0")),
-            alert_sender_idle=env.get("ALERT_SENDER_IDLE", "0").strip().lower() in {"1", "true", "yes", "on"},
+            alert_sender_idle=_flag(env.get("ALERT_SENDER_IDLE"), default=False),
             alert_sender_procs=sender_procs_from_env(env),
             smtp_url=env.get("SMTP_URL", ""),
             smtp_from=env.get("SMTP_FROM", cls.smtp_from),
@@ -142,3 +142,14 @@ class Settings:
     def contact_keys_path(self) -> Path:
         """Where the contact-data key is generated when ``DESK_CONTACT_KEYS`` is unset: beside the staff database."""
         return self.staff_db_path().parent / "desk_contact_keys"
+
+
+def _flag(raw: str | None, *, default: bool) -> bool:
+    """An on/off setting: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case); unset or
+    anything else is ``default``."""
+    value = (raw or "").strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    return default

@@ -45,6 +45,7 @@ from alerts.push import load_or_create_vapid, parse_subscription, topic_for
 from alerts.schedule import DeliveryState, Outcome
 from alerts.store_sqlite import AlertStore, Claimed, LeaseLost
 from archive.bill_stages import Stage
+from sapha.settings import Settings
 
 BASE = "https://app.senate.example"
 TAX = BillInfo(BillRef("42", "ร่าง พ.ร.บ. ภาษีสรรพสามิต"), topics=("tax",))
@@ -735,6 +736,19 @@ async def test_two_sender_processes_deliver_each_row_once(tmp_path: Path):
     assert arrivals_by_path(rx) == {f"/hook/{i}": 1 for i in range(400)}
     assert len({r.headers["webhook-id"] for r in rx.received}) == 400
     await store.close()
+
+
+@pytest.mark.fast
+def test_sender_switches_come_from_the_environment():
+    """ALERT_WORKERS is on unless turned off, ALERT_SENDER_IDLE off unless turned on; other values keep the
+    default."""
+    assert Settings.from_env({}).alert_workers and not Settings.from_env({}).alert_sender_idle
+    for off in ("0", "false", " No ", "OFF"):
+        assert not Settings.from_env({"ALERT_WORKERS": off}).alert_workers
+    for on in ("1", "true", "Yes", " on"):
+        assert Settings.from_env({"ALERT_SENDER_IDLE": on}).alert_sender_idle
+    assert Settings.from_env({"ALERT_WORKERS": "maybe", "ALERT_SENDER_IDLE": "maybe"}).alert_workers
+    assert not Settings.from_env({"ALERT_SENDER_IDLE": "maybe"}).alert_sender_idle
 
 
 @pytest.mark.fast
