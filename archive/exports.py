@@ -97,7 +97,13 @@ def to_srt(sitting: Sitting, segments: Iterable[Segment]) -> str:
 
 
 def _json_document(t: Transcript) -> str:
-    return dumps({"ok": True, **to_json(t.sitting, t.segments), "transcript_status": transcript_status(t.sitting)})
+    """``{"ok", **to_json, "transcript_status"}``, written one segment at a time: building every segment's dict first
+    raised the heap's high-water mark with each render of a growing live sitting (docs/benchmarks.md, "Soak (whole
+    service)"); the text is the same."""
+    ordered = sorted(t.segments, key=lambda s: (s.start_ms, s.id))
+    head = dumps({"ok": True, "sitting": t.sitting.to_dict()})[:-1]
+    tail = dumps({"transcript_status": transcript_status(t.sitting)})[1:]
+    return head + ',"segments":[' + ",".join(dumps(s.to_dict()) for s in ordered) + "]," + tail
 
 
 def _text_document(t: Transcript) -> str:

@@ -26,7 +26,7 @@ class MemoryBroker:
     Only ``publish`` adds to ``_channels``; reads of a channel nobody published to answer from nothing.
     """
 
-    def __init__(self, *, history_size: int = 10_000) -> None:
+    def __init__(self, *, history_size: int = 2_000) -> None:
         self._history_size = history_size
         self._channels: dict[str, _Channel] = {}
         self._subscribed: set[str] = set()

@@ -164,7 +164,7 @@ class RedisBroker:
         url: str,
         *,
         prefix: str = "sapha",
-        history_size: int = 10_000,
+        history_size: int = 2_000,
         ping_interval: float = 5.0,
         ping_timeout: float = 3.0,
         socket_timeout: float = 3.0,

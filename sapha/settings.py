@@ -36,7 +36,9 @@ class Settings:
     redis_prefix: str = "sapha"
     redis_socket_timeout: float = 3.0
     redis_connect_timeout: float = 3.0
-    history_size: int = 10_000
+    # About half an hour of a busy caption feed (~75 events a minute); a phone away longer reloads the transcript
+    # (`recovered: false`), which is one request instead of thousands of replayed partials.
+    history_size: int = 2_000
     ws_outbox: int = 1000
     ws_ping_interval: float = 20.0
     # -- archive (archive/) ------------------------------------------------------------------------------------

@@ -332,7 +332,7 @@ class HlsWriter:
         # Read from another thread while the worker runs: each figure is a single int, read whole.
         w = self._worker
         return HlsStats(
-            segments=len(w.playlists.segments),
+            segments=w.playlists.count,
             subtitle_segments=w.playlists.captioned,
             video_dropped=self._backlog.dropped("frame") + self._backlog.dropped("packet") + self._resync_dropped,
             audio_dropped=self._backlog.dropped("audio"),

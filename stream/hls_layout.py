@@ -41,6 +41,11 @@ class HlsLayout:
     def subtitle_playlist(self) -> Path:
         return self.out_dir / f"subs-{self.run_id}.m3u8"
 
+    @property
+    def journal(self) -> Path:
+        """Every segment of the run, one JSON line each, for the closing VOD playlists (not served over HTTP)."""
+        return self.out_dir / f"{self.run_id}.segments.jsonl"
+
     def segment_path(self, seq: int) -> Path:
         """The .ts file of segment ``seq``; its caption segment has the same name ending .vtt."""
         return self.out_dir / f"{self.run_id}-{seq:05d}.ts"

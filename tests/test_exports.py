@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from archive.exports import cues, to_json, to_srt, to_text, to_webvtt
+from archive.exports import Transcript, cues, to_json, to_srt, to_text, to_webvtt, transcript_status
+from archive.exports import render as render_export
 from archive.models import Segment, Sitting
 from common.thai import words
 
@@ -256,6 +257,14 @@ def test_json_export(segments: list[Segment]) -> None:
     assert [s["id"] for s in data["segments"]] == [1, 2, 3]
     assert data["segments"][0] == segments[0].to_dict()
     assert json.loads(json.dumps(data, ensure_ascii=False)) == data
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_json_document_is_the_json_data_written_compactly(segments: list[Segment], count: int) -> None:
+    """The JSON export, written a segment at a time, is byte for byte the compact dump of its data."""
+    transcript = Transcript(SITTING, list(reversed(segments[:count])))
+    data = {"ok": True, **to_json(SITTING, segments[:count]), "transcript_status": transcript_status(SITTING)}
+    assert render_export("json", transcript) == json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_text_export(segments: list[Segment]) -> None:
