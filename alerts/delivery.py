@@ -182,10 +182,9 @@ class Alerting:
         alert nobody; writing each one to the alerts database meant waiting for its write lock, which a sender
         process may hold while the scheduler runs the captions instead, so bursts of deliveries lengthened the
         captions' tail. The sender matches the follows again when it expands the event."""
-        if await self.store.has_follows(exact_targets(event)):
-            return True
         text = live_text(event)
-        return text is not None and any_keyword_matches(await self.store.keywords(), text)
+        followed, keywords = await self.store.interest(exact_targets(event), keywords=text is not None)
+        return followed or (text is not None and any_keyword_matches(keywords, text))
 
     async def expand(self, event: Event, *, owner: str | None = None, lease_s: float = EXPAND_LEASE_S) -> int:
         """Match ``event`` and write its rows in chunks (the first small), waking the workers after each; the number

@@ -52,7 +52,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -88,10 +88,21 @@ DIGEST_HOUR = 7  # daily digests go out at 07:00 Thai time
 THAI = timezone(timedelta(hours=7))
 T = TypeVar("T")
 
-# The follows that alert: active, with an enabled endpoint (``follows_for``, ``has_follows``, ``keywords``).
+# The follows that alert: active, with an enabled endpoint (``follows_for``, ``interest``).
 _LIVE_FOLLOWS = (
     "FROM follows f JOIN endpoints e ON e.id = f.endpoint_id WHERE f.state = 'active' AND e.disabled IS NULL"
 )
+
+# SQLite allows a limited number of ``?`` per statement (32,766 since 3.32, 999 before): lists go in this many at once.
+IN_CHUNK = 500
+
+
+def _in_chunks(values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
+    """``values`` in pieces of at most ``IN_CHUNK``, each with the ``?,?,…`` to put between ``IN (`` and ``)``."""
+    for i in range(0, len(values), IN_CHUNK):
+        chunk = list(values[i : i + IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
@@ -471,9 +482,7 @@ class AlertStore:
             columns = "f.id, f.target, f.endpoint_id, f.channel, f.target_kind, f.target_value"
             base = f"SELECT {columns} {_LIVE_FOLLOWS} AND "
             rows: list[sqlite3.Row] = []
-            for i in range(0, len(targets), 500):
-                chunk = list(targets[i : i + 500])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(targets):
                 rows += db.execute(base + f"f.target IN ({marks})", chunk).fetchall()
             if keywords:
                 rows += db.execute(base + "f.target_kind = 'keyword'").fetchall()
@@ -484,29 +493,20 @@ class AlertStore:
 
         return await self._run(read, self._db())
 
-    async def has_follows(self, targets: Sequence[str]) -> bool:
-        """Whether any of ``targets`` has an active follow with an enabled endpoint. A read: it never waits for the
+    async def interest(self, targets: Sequence[str], *, keywords: bool) -> tuple[bool, list[str]]:
+        """Whether any of ``targets`` has an active follow with an enabled endpoint; if none has and ``keywords``,
+        also the distinct saved searches of such keyword follows (at most ``MAX_KEYWORD_FOLLOWS``): what
+        ``Alerting`` needs to tell whether an event may alert anyone, in one read. A read: it never waits for the
         write lock that the sender processes hold while they write rows."""
 
-        def read(db: sqlite3.Connection) -> bool:
-            for i in range(0, len(targets), 500):
-                chunk = list(targets[i : i + 500])
-                marks = ",".join("?" * len(chunk))
+        def read(db: sqlite3.Connection) -> tuple[bool, list[str]]:
+            for chunk, marks in _in_chunks(targets):
                 if db.execute(f"SELECT 1 {_LIVE_FOLLOWS} AND f.target IN ({marks}) LIMIT 1", chunk).fetchone():
-                    return True
-            return False
-
-        return await self._run(read, self._db())
-
-    async def keywords(self) -> list[str]:
-        """The distinct saved searches of active keyword follows with enabled endpoints (at most
-        ``MAX_KEYWORD_FOLLOWS``). A read, like ``has_follows``."""
-
-        def read(db: sqlite3.Connection) -> list[str]:
-            return [
-                r[0]
-                for r in db.execute(f"SELECT DISTINCT f.target_value {_LIVE_FOLLOWS} AND f.target_kind = 'keyword'")
-            ]
+                    return True, []
+            if not keywords:
+                return False, []
+            query = f"SELECT DISTINCT f.target_value {_LIVE_FOLLOWS} AND f.target_kind = 'keyword'"
+            return False, [r[0] for r in db.execute(query)]
 
         return await self._run(read, self._db())
 
@@ -565,9 +565,7 @@ class AlertStore:
         # (one vote's 10,000 rows share one alert): together they were most of an enqueue's time.
         digests: dict[str, str] = {}
         ids = [p.follow_id for p in planned]
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             for r in db.execute(f"SELECT id, digest FROM follows WHERE state = 'active' AND id IN ({marks})", chunk):
                 digests[r["id"]] = r["digest"]
         alert_json: dict[int, str] = {}
@@ -629,9 +627,7 @@ class AlertStore:
         for (endpoint_id, topic), row_id in newest.items():
             by_topic.setdefault(topic, []).append((endpoint_id, row_id))
         for topic, pairs in by_topic.items():
-            for i in range(0, len(pairs), 500):
-                chunk = pairs[i : i + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(pairs):
                 db.execute(
                     "UPDATE outbox SET state = 'replaced', finished_at = ? WHERE state = 'pending' AND topic = ? "
                     f"AND endpoint_id IN ({marks}) AND id NOT IN ({marks}) "
@@ -765,9 +761,7 @@ class AlertStore:
         new = sorted({r["endpoint_id"] for r in rows} - taken.keys())
         for endpoint_id in new:
             taken[endpoint_id] = 0
-        for i in range(0, len(new), 500):
-            chunk = new[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(new):
             for e in db.execute(
                 "SELECT endpoint_id, COUNT(*) AS n FROM outbox WHERE state = 'pending' AND lease_until > ? "
                 f"AND endpoint_id IN ({marks}) GROUP BY endpoint_id",
@@ -884,9 +878,7 @@ class AlertStore:
                 groups.setdefault((*values, now if state.outcome else None, erase), []).append(row.id)
         updated: set[int] = set()
         for (attempts, next_at, outcome_text, status, error, finished_at, erase), ids in groups.items():
-            for j in range(0, len(ids), 500):
-                chunk = ids[j : j + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(ids):
                 updated.update(
                     r[0]
                     for r in db.execute(
@@ -903,9 +895,7 @@ class AlertStore:
             answers[i] = any(row.id in updated for row in rows)
             if answers[i]:
                 recovered.append(rows[0].endpoint_id)
-        for j in range(0, len(recovered), 500):
-            endpoints = recovered[j : j + 500]
-            marks = ",".join("?" * len(endpoints))
+        for endpoints, marks in _in_chunks(recovered):
             # EndpointHealth.record(DELIVERED): a clean slate for an enabled endpoint, nothing for a disabled one;
             # a healthy endpoint (almost every one) is not written.
             db.execute(

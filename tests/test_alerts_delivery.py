@@ -854,5 +854,6 @@ async def test_deferred_publish_records_only_events_someone_follows(store: Alert
     for event in (quiet, keyword, bill, vote(1)):
         await alerting.publish(event)
     assert sorted(e["id"] for e in await store.events()) == ["cap:2", "cap:3", "vote:1"]
-    assert await store.has_follows(["bill:42"]) and not await store.has_follows(["speaker:sp9", "bill:7"])
-    assert await store.keywords() == ["งบประมาณ"]
+    assert await store.interest(["bill:42"], keywords=True) == (True, [])
+    assert await store.interest(["speaker:sp9", "bill:7"], keywords=False) == (False, [])
+    assert await store.interest(["speaker:sp9", "bill:7"], keywords=True) == (False, ["งบประมาณ"])
