@@ -9,7 +9,9 @@ Renders are cached by (sitting, format, the segments' version): the version chan
 revised (a correction raises its revision) or gets its seq, and the sitting record changes when its transcript is
 marked reviewed, so a cached file is never stale, and a finished sitting is rendered once per format. Akoma Ntoso
 also draws on the agenda, speakers, votes and bills, which are read first and are part of its key.
-The cache is an LRU bounded in bytes. Identical requests arriving together share one render.
+The cache is an LRU bounded in bytes. Identical requests arriving together share one render. JSON, text, WebVTT
+and SRT are read and written a page of segments at a time (``exports.DocumentWriter``), so a render's working
+memory does not grow with the sitting; Akoma Ntoso, one XML tree, is rendered whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from archive.models import Bill, Sitting, utc_now
 from archive.store import Store
 
 MAX_SEGMENTS = 1_000_000
+PAGE_SEGMENTS = 500  # segments read and written at a time
 
 
 class Busy(Exception):
@@ -104,10 +107,14 @@ class TranscriptExports:
         self._queued += 1
         try:
             async with self._slots:
-                segments = await self.store.segments(sitting.id, limit=MAX_SEGMENTS)
-                base = record or exports.Transcript(sitting, ())
-                transcript = replace(base, segments=segments, generated_at=utc_now())
-                body = await asyncio.to_thread(exports.render, fmt, transcript)
+                writer = exports.document_writer(fmt, sitting)
+                if writer is not None:
+                    body = await self._paged(sitting, writer)
+                else:
+                    segments = await self.store.segments(sitting.id, limit=MAX_SEGMENTS)
+                    base = record or exports.Transcript(sitting, ())
+                    transcript = replace(base, segments=segments, generated_at=utc_now())
+                    body = await asyncio.to_thread(exports.render, fmt, transcript)
             self.renders += 1
             # A live sitting gets a new version with every caption, and no request names an old version again:
             # without this, a feed polled once a minute filled the cache with dead renders, each bigger than the
@@ -127,6 +134,22 @@ class TranscriptExports:
         finally:
             self._queued -= 1
             del self._inflight[key]
+
+    async def _paged(self, sitting: Sitting, writer: exports.DocumentWriter) -> bytes:
+        """``writer``'s document of the sitting, read and written a page at a time (each page in a worker thread:
+        word segmentation is CPU-bound). Holding a long sitting whole as rows, segments and dicts raised the heap's
+        high-water mark with every render of a growing live sitting (docs/benchmarks.md, "Soak (whole service)");
+        now a render holds one page of objects and the text written so far."""
+        parts = [writer.head().encode()]
+        after: tuple[int, int] | None = None
+        for _ in range(0, MAX_SEGMENTS, PAGE_SEGMENTS):
+            page = await self.store.segments(sitting.id, after=after, limit=PAGE_SEGMENTS)
+            parts.append((await asyncio.to_thread(writer.page, page)).encode())
+            if len(page) < PAGE_SEGMENTS:
+                break
+            after = (page[-1].start_ms, page[-1].id)
+        parts.append(writer.tail().encode())
+        return b"".join(parts)
 
     async def _record(self, sitting: Sitting) -> exports.Transcript:
         """The sitting's agenda, speakers, votes and bills (as tuples, so the record can be part of a cache key)."""

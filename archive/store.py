@@ -154,8 +154,11 @@ class Store(Protocol):
 
     async def set_segment_seq(self, segment_id: int, seq: int) -> None: ...
 
-    async def segments(self, sitting_id: str, after_id: int = 0, limit: int = 10000) -> list[Segment]:
-        """Segments with id > after_id, ordered by start_ms then id."""
+    async def segments(
+        self, sitting_id: str, after: tuple[int, int] | None = None, limit: int = 10000
+    ) -> list[Segment]:
+        """Segments in media order (start_ms, then id); with ``after``, only those after that (start_ms, id): the
+        last one of the previous page."""
         ...
 
     async def segments_version(self, sitting_id: str) -> tuple[int, ...]:

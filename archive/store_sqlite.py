@@ -687,10 +687,14 @@ class SqliteStore:
 
         await self._write(work)
 
-    async def segments(self, sitting_id: str, after_id: int = 0, limit: int = 10000) -> list[Segment]:
+    async def segments(
+        self, sitting_id: str, after: tuple[int, int] | None = None, limit: int = 10000
+    ) -> list[Segment]:
+        # A row-value comparison walks the (sitting_id, start_ms, id) index from the page's start.
+        where, args = ("", ()) if after is None else (" AND (start_ms, id) > (?, ?)", after)
         rows = await self._read_rows(
-            "SELECT * FROM segments WHERE sitting_id = ? AND id > ? ORDER BY start_ms, id LIMIT ?",
-            (sitting_id, after_id, limit),
+            f"SELECT * FROM segments WHERE sitting_id = ?{where} ORDER BY start_ms, id LIMIT ?",
+            (sitting_id, *args, limit),
         )
         return [segment_from(row) for row in rows]
 

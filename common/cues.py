@@ -58,44 +58,68 @@ class Cue:
     lines: tuple[str, ...]
 
 
+class UtteranceJoiner:
+    """``utterances`` for pieces that come a page at a time, already in media order (start_ms, then id): each
+    utterance is given out once no later piece can add to it, so a transcript never needs all its pieces at once."""
+
+    def __init__(self) -> None:
+        self._open: Utterance | None = None
+
+    def feed(self, pieces: Iterable[TimedText]) -> list[Utterance]:
+        """The utterances these pieces complete (the last one stays open: the next page may continue it)."""
+        done: list[Utterance] = []
+        for piece in pieces:
+            last = self._open
+            if last is not None and piece.utterance_id is not None and piece.utterance_id == last.utterance_id:
+                self._open = Utterance(
+                    last.id,
+                    last.start_ms,
+                    max(last.end_ms, piece.end_ms),
+                    join_pieces(last.text, piece.text),
+                    last.utterance_id,
+                )
+                continue
+            if last is not None:
+                done.append(last)
+            self._open = Utterance(piece.id, piece.start_ms, piece.end_ms, piece.text, piece.utterance_id)
+        return done
+
+    def close(self) -> list[Utterance]:
+        """The utterance still open, if any."""
+        last, self._open = self._open, None
+        return [] if last is None else [last]
+
+
 def utterances(pieces: Iterable[TimedText]) -> list[Utterance]:
     """Pieces in media order with the final pieces of each live utterance joined into one.
 
     The live engine commits an utterance in several pieces so viewers see words quickly; a transcript reads
     better, and its cues time better, with each utterance whole.
     """
-    merged: list[Utterance] = []
-    for piece in sorted(pieces, key=lambda p: (p.start_ms, p.id)):
-        last = merged[-1] if merged else None
-        if last is not None and piece.utterance_id is not None and piece.utterance_id == last.utterance_id:
-            merged[-1] = Utterance(
-                last.id,
-                last.start_ms,
-                max(last.end_ms, piece.end_ms),
-                join_pieces(last.text, piece.text),
-                last.utterance_id,
-            )
-        else:
-            merged.append(Utterance(piece.id, piece.start_ms, piece.end_ms, piece.text, piece.utterance_id))
-    return merged
+    joiner = UtteranceJoiner()
+    return joiner.feed(sorted(pieces, key=lambda p: (p.start_ms, p.id))) + joiner.close()
+
+
+def utterance_cues(utterance: Utterance) -> list[Cue]:
+    """One utterance as caption cues: its lines in groups of LINES_PER_CUE, its time shared by length."""
+    lines = wrap_lines(utterance.text, LINE_WIDTH)
+    if not lines:
+        return []
+    groups = [tuple(lines[i : i + LINES_PER_CUE]) for i in range(0, len(lines), LINES_PER_CUE)]
+    start = max(utterance.start_ms, 0)
+    end = utterance.end_ms if utterance.end_ms > start else start + DEGENERATE_CUE_MS
+    # Every split cue needs at least 1 ms of its own.
+    end = max(end, start + len(groups))
+    bounds = _split_times(start, end, [sum(len(line) for line in group) for group in groups])
+    return [
+        Cue(utterance.id, index + 1, len(groups), bounds[index], bounds[index + 1], group)
+        for index, group in enumerate(groups)
+    ]
 
 
 def cues(pieces: Iterable[TimedText]) -> list[Cue]:
     """Timed text in media order as caption cues, long utterances split with time shared by length."""
-    result: list[Cue] = []
-    for utterance in utterances(pieces):
-        lines = wrap_lines(utterance.text, LINE_WIDTH)
-        if not lines:
-            continue
-        groups = [tuple(lines[i : i + LINES_PER_CUE]) for i in range(0, len(lines), LINES_PER_CUE)]
-        start = max(utterance.start_ms, 0)
-        end = utterance.end_ms if utterance.end_ms > start else start + DEGENERATE_CUE_MS
-        # Every split cue needs at least 1 ms of its own.
-        end = max(end, start + len(groups))
-        bounds = _split_times(start, end, [sum(len(line) for line in group) for group in groups])
-        for index, group in enumerate(groups):
-            result.append(Cue(utterance.id, index + 1, len(groups), bounds[index], bounds[index + 1], group))
-    return result
+    return [cue for utterance in utterances(pieces) for cue in utterance_cues(utterance)]
 
 
 def last_lines(text: str) -> str:

@@ -227,7 +227,7 @@ async def test_speakers_and_current_speaker(store: Store) -> None:
 
 
 async def test_segments_order_paging_and_seq(store: Store) -> None:
-    """Segments sort by start_ms then id, page by after_id/limit and take their seq later."""
+    """Segments sort by start_ms then id, page by (start_ms, id) and limit, and take their seq later."""
     await _sitting(store)
     item = await store.add_agenda_item("s1", "วาระที่ ๑", None, None, 0)
     speaker = await store.add_speaker("s1", "ประธาน", None, 0)
@@ -237,7 +237,9 @@ async def test_segments_order_paging_and_seq(store: Store) -> None:
     assert (early.revision, early.seq) == (1, None)
     assert early.wall_time.endswith("Z")
     assert [s.id for s in await store.segments("s1")] == [early.id, tie.id, late.id]
-    assert [s.id for s in await store.segments("s1", after_id=late.id)] == [early.id, tie.id]
+    assert [s.id for s in await store.segments("s1", after=(early.start_ms, early.id))] == [tie.id, late.id]
+    assert [s.id for s in await store.segments("s1", after=(tie.start_ms, tie.id))] == [late.id]
+    assert await store.segments("s1", after=(late.start_ms, late.id)) == []
     assert [s.id for s in await store.segments("s1", limit=1)] == [early.id]
     await store.set_segment_seq(early.id, 42)
     (first, *_) = await store.segments("s1")

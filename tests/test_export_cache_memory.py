@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from archive import export_cache
 from archive.export_cache import ByteLRU, TranscriptExports
+from archive.exports import Transcript, render
+from archive.models import Segment
 from archive.store_sqlite import SqliteStore
 
 
@@ -58,3 +61,30 @@ def test_discard_where_drops_matching_entries_and_their_bytes() -> None:
     lru.discard_where(lambda k: k[0] == "a" and k != ("a", 2))  # type: ignore[index]
     assert lru.get(("a", 1)) is None and lru.get(("a", 2)) == b"123456" and lru.get(("b", 1)) == b"12"
     assert len(lru) == 2 and lru.size == 8
+
+
+@pytest.mark.parametrize("fmt", ["json", "txt", "vtt", "srt"])
+async def test_a_render_read_a_page_at_a_time_is_the_whole_document(
+    store: SqliteStore, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paged (7 segments a page here) the export is byte for byte the document rendered from every segment at once:
+    utterances that span pages are joined, ties in start time stay in id order across a page's edge, SRT counts on."""
+    monkeypatch.setattr(export_cache, "PAGE_SEGMENTS", 7)
+    texts = ["ขอบคุณท่านประธาน", "ร่างพระราชบัญญัติงบประมาณ", "ปี ๒๕๖๘", "ครับ", "<b>ไม่</b> --> &amp;"]
+    for i in range(40):
+        start = (i // 3) * 2_000  # three pieces share each start time
+        await store.add_segment("live", start, start + 1_500, texts[i % 5] * (1 + i % 4), utterance_id=f"u{i // 5}")
+    sitting = await store.get_sitting("live")
+    assert sitting is not None
+    reads: list[int] = []
+    segments_read = store.segments
+
+    async def counted(*args: object, **kwargs: object) -> list[Segment]:
+        page = await segments_read(*args, **kwargs)  # type: ignore[arg-type]
+        reads.append(len(page))
+        return page
+
+    monkeypatch.setattr(store, "segments", counted)
+    paged = await TranscriptExports(store).render(sitting, fmt)
+    assert reads == [7, 7, 7, 7, 7, 5]
+    assert paged == render(fmt, Transcript(sitting, await segments_read("live")))
