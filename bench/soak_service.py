@@ -263,6 +263,10 @@ async def run(args: argparse.Namespace) -> int:
     viewers = Viewers(url=f"ws://127.0.0.1:{port}/ws", channel=f"sitting:{SITTING}")
     tasks: list[asyncio.Task[None]] = []
     print(f"soak: server pid {proc.pid} on port {port}, workdir {workdir}, source {args.source}", flush=True)
+    # Stopped early (SIGTERM), a soak still stops its server (its own session: it would outlive us) and summarises.
+    current = asyncio.current_task()
+    assert current is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             await wait_ready(client, proc, timeout=300)
@@ -309,6 +313,8 @@ async def run(args: argparse.Namespace) -> int:
                 out.flush()
                 print(json.dumps(row), flush=True)
                 last_cpu, last_t, last_metrics = now_cpu, now_t, metrics
+    except asyncio.CancelledError:
+        print(f"soak: stopped after {len(rows)} samples", flush=True)
     finally:
         stop.set()
         for task in tasks:
