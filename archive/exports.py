@@ -102,9 +102,9 @@ class _JsonWriter:
     def page(self, segments: Sequence[Segment]) -> str:
         if not segments:
             return ""
-        text = ",".join(dumps(s.to_dict()) for s in segments)
-        text, self._first = (text if self._first else "," + text), False
-        return text
+        separator = "" if self._first else ","
+        self._first = False
+        return separator + ",".join(dumps(s.to_dict()) for s in segments)
 
     def tail(self) -> str:
         return "]," + dumps({"transcript_status": transcript_status(self._sitting)})[1:]
