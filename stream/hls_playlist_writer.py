@@ -53,10 +53,9 @@ class PlaylistWriter:
         self._layout = layout
         self.count = 0  # media segments listed
         self.captioned = 0  # caption segments written: always the first ones of the media segments
-        # The segments from number ``_first`` on (those a live playlist may still list, and those whose caption
-        # segment is not written yet), each with the count of discontinuities before it.
+        # The last segments (those a live playlist may still list, and those whose caption segment is not written
+        # yet), each with the count of discontinuities before it; the first is number ``_first``.
         self._recent: deque[tuple[Segment, int]] = deque()
-        self._first = 0
         self._discontinuities = 0
         # Running figures, so that each segment costs the same to announce at hour ten as at minute one.
         self._longest = layout.segment_s
@@ -127,12 +126,16 @@ class PlaylistWriter:
         with self._layout.journal.open(encoding="utf-8") as journal:
             return [Segment(*json.loads(line)) for line in itertools.islice(journal, count)]
 
+    @property
+    def _first(self) -> int:
+        """The number of the oldest segment held."""
+        return self.count - len(self._recent)
+
     def _forget(self) -> None:
         """Drop the segments neither live playlist lists any more (the caption one trails the media one)."""
         keep_from = max(0, self.captioned - self._layout.window)
         while self._first < keep_from:
             self._recent.popleft()
-            self._first += 1
 
     def _render(self, count: int, *, subtitles: bool) -> str:
         """The live playlist of the last ``window`` of the first ``count`` segments."""
