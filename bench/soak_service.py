@@ -352,7 +352,7 @@ def summarise(rows: list[dict[str, Any]], viewers: Viewers, log_errors: list[str
     # The first minutes include loading the model and warming caches: the slope after them is the leak signal.
     steady = rows[5:] if len(rows) > 15 else rows
     steady_slope = slope_per_hour([r["minute"] for r in steady], [r["rss_mib"] for r in steady])
-    # Bounded caches (the bus history: HISTORY_SIZE events, about 30 minutes of this feed) fill in the first half;
+    # Bounded caches (the bus history: HISTORY_SIZE events, about 40 minutes of this feed) fill in the first half;
     # growth that goes on in the second half is what a long sitting would keep adding.
     late = rows[len(rows) // 2 :] if len(rows) > 30 else steady
     late_slope = slope_per_hour([r["minute"] for r in late], [r["rss_mib"] for r in late])
